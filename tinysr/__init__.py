@@ -1,0 +1,44 @@
+"""tinysr: the classic single-image super-resolution networks, rebuilt from scratch in NumPy.
+
+Import what you need from here::
+
+    import tinysr
+    from tinysr import nn, optim, functional as F
+
+Heavy or optional parts (data, metrics, models, the training API) are imported on first use, so
+that ``import tinysr`` stays fast and never needs a GPU.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+from .autograd import Tensor, Function, no_grad, enable_grad, is_grad_enabled, tensor  # noqa: E402
+from . import functional, nn, optim  # noqa: E402
+
+# name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "backend": ("tinysr.backend", None),
+    "gradcheck": ("tinysr.gradcheck", None),
+    "data": ("tinysr.data", None),
+    "datasets": ("tinysr.data.datasets", None),
+    "metrics": ("tinysr.metrics", None),
+    "imresize": ("tinysr.data.resize", "imresize"),
+    "modcrop": ("tinysr.data.resize", "modcrop"),
+    "models": ("tinysr.models", None),
+    "imread": ("tinysr.data.io", "imread"),
+    "imwrite": ("tinysr.data.io", "imwrite"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        m = importlib.import_module(mod)
+        value = m if attr is None else getattr(m, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tinysr' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

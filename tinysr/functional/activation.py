@@ -1,0 +1,108 @@
+"""Pointwise non-linearities: ReLU (SRCNN, VDSR), PReLU (FSRCNN, SRResNet), LeakyReLU (SRGAN's
+discriminator), sigmoid and tanh.  Each derivative is written in terms of what forward already had.
+"""
+from .. import backend
+from ..autograd import Function
+
+
+class ReLU(Function):
+    """max(x, 0) (Nair & Hinton, 2010); its gradient passes where the input was positive."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, gy):
+        return gy * self.mask
+
+
+class LeakyReLU(Function):
+    """x for x > 0, ``slope * x`` otherwise (Maas et al., 2013; slope 0.2 in SRGAN's discriminator)."""
+
+    def __init__(self, slope=0.01):
+        self.slope = slope
+
+    def forward(self, x):
+        self.mask = x > 0
+        return x * (self.mask + (~self.mask) * x.dtype.type(self.slope))
+
+    def backward(self, gy):
+        return gy * (self.mask + (~self.mask) * gy.dtype.type(self.slope))
+
+
+class PReLU(Function):
+    """Parametric ReLU (He et al., ICCV 2015): x for x > 0, ``a * x`` otherwise, with ``a`` learned.
+
+    ``a`` has shape (1,) -- one slope shared by all channels, as in the FSRCNN authors' weights -- or
+    (C,), one per channel.  The slope's gradient sums ``gy * x`` over the negative inputs.
+    """
+
+    def forward(self, x, a):
+        if a.ndim != 1 or a.shape[0] not in (1, x.shape[1] if x.ndim > 1 else 1):
+            raise ValueError(f"prelu: the slope must have shape (1,) or (C,) = ({x.shape[1]},), got {a.shape}")
+        self.a_shape = a.shape
+        shape = (1, -1) + (1,) * (x.ndim - 2) if x.ndim > 1 else (-1,)
+        self.ab = a.reshape(shape)
+        self.neg = x <= 0
+        self.save_for_backward(x)
+        return x + self.neg * (self.ab - 1) * x
+
+    def backward(self, gy):
+        (x,) = self.saved
+        gx = gy * (1 + self.neg * (self.ab - 1))
+        ga_map = gy * x * self.neg
+        if self.a_shape[0] == 1:
+            ga = ga_map.sum().reshape(1)
+        else:
+            axes = (0,) + tuple(range(2, x.ndim))
+            ga = ga_map.sum(axis=axes)
+        return gx, ga.astype(x.dtype)
+
+
+class Sigmoid(Function):
+    """1 / (1 + exp(-x)), computed without overflow for large |x|."""
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        # exp of a non-positive number never overflows
+        e = xp.exp(-xp.abs(x))
+        self.y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y * (1 - self.y)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        self.y = xp.tanh(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * (1 - self.y * self.y)
+
+
+def relu(x):
+    """Rectified linear unit, elementwise; any shape."""
+    return ReLU()(x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """Leaky ReLU, elementwise; any shape."""
+    return LeakyReLU(negative_slope)(x)
+
+
+def prelu(x, weight):
+    """Parametric ReLU of ``x`` (N, C, ...) with slopes ``weight`` of shape (1,) or (C,)."""
+    return PReLU()(x, weight)
+
+
+def sigmoid(x):
+    """Logistic sigmoid, elementwise."""
+    return Sigmoid()(x)
+
+
+def tanh(x):
+    """Hyperbolic tangent, elementwise."""
+    return Tanh()(x)

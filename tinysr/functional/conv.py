@@ -1,0 +1,253 @@
+"""Convolution and transposed convolution as im2col + one GEMM.
+
+A 2-D convolution (cross-correlation, as in PyTorch and Caffe) of ``x`` (N, C, H, W) with weights
+``W`` (O, C, kh, kw) is
+
+    y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] * x_pad[n, c, s*i + u, s*j + v].
+
+*im2col* copies, for every kernel offset (u, v), the strided window of ``x_pad`` that this offset
+touches into one row of a "column" matrix of shape (C*kh*kw, N*OH*OW).  The whole convolution is then
+one matrix product ``W.reshape(O, -1) @ cols`` -- a GEMM, which BLAS runs near the machine's peak.
+
+The gradient with respect to the input is the *transpose* of that linear map: ``W^T @ dY`` gives
+column gradients, and *col2im* adds each column back into the window it was copied from.  That is
+exactly the forward pass of a transposed convolution, and the forward pass of a transposed
+convolution is the input-gradient of a convolution: the two ops are each other's backward, and this
+file implements both from the same three functions.
+
+These NumPy functions are the readable teaching version (vectorised over kernel offsets, never a
+Python loop over pixels).  Faster implementations (Numba on the CPU, CUDA on the GPU) live in
+``kernels/`` and are tested against these.
+"""
+import numpy as np
+
+from .. import backend
+from ..autograd import Function, Tensor
+
+
+def _pair(v):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"expected an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def conv_output_size(size, k, stride, padding):
+    """Output length of a convolution along one axis: ``(size + 2p - k) // s + 1``."""
+    return (size + 2 * padding - k) // stride + 1
+
+
+def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0)):
+    """Unfold ``x`` (N, C, H, W) into columns of shape (C*kh*kw, N*OH*OW).
+
+    Row ``(c, u, v)`` holds the pixels that kernel tap (u, v) of input channel c multiplies, for
+    every output position (n, i, j) in order.  Zero padding of ``padding`` pixels is applied first.
+    """
+    xp = backend.get_array_module(x)
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    n, c, h, w = x.shape
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"the input {h}x{w} is smaller than the {kh}x{kw} kernel (padding {ph},{pw})")
+    if ph or pw:
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    # Channel-major view so each kernel offset writes one contiguous (C, N, OH, OW) block.
+    xt = x.transpose(1, 0, 2, 3)
+    cols = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            cols[:, u, v] = xt[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw]
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0)):
+    """The adjoint of :func:`im2col`: add columns (C*kh*kw, N*OH*OW) back into an image of ``x_shape``.
+
+    Where windows overlap (stride < kernel) the contributions are summed, which is what makes this
+    the gradient of im2col and the scatter step of a transposed convolution.
+    """
+    xp = backend.get_array_module(cols)
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    n, c, h, w = x_shape
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    out = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            out[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw] += cols[:, u, v]
+    out = out[:, :, ph:ph + h, pw:pw + w]
+    return out.transpose(1, 0, 2, 3)
+
+
+def _to_nchw(y2, n, oh, ow):
+    """(O, N*OH*OW) GEMM result -> contiguous (N, O, OH, OW)."""
+    xp = backend.get_array_module(y2)
+    return xp.ascontiguousarray(y2.reshape(-1, n, oh, ow).transpose(1, 0, 2, 3))
+
+
+def _from_nchw(y):
+    """(N, O, OH, OW) -> (O, N*OH*OW), the layout the GEMMs use."""
+    n, o, oh, ow = y.shape
+    return y.transpose(1, 0, 2, 3).reshape(o, n * oh * ow)
+
+
+class NumpyConvImpl:
+    """The three linear maps of a convolution, written with im2col/col2im + GEMM.
+
+    * ``forward(x, w, stride, padding)``            y = conv(x, w)
+    * ``backward_data(gy, w, x_shape, ...)``        the adjoint in x: col2im(W^T @ gy)
+    * ``backward_weight(x, gy, w_shape, ...)``      the adjoint in w: gy @ im2col(x)^T
+
+    ``backward_weight`` recomputes the columns instead of keeping them from the forward pass: the
+    column matrix is kh*kw times larger than the input (81x for SRCNN's first layer), and one extra
+    im2col is cheap next to the GEMM.
+    """
+
+    name = "numpy"
+
+    @staticmethod
+    def forward(x, w, stride, padding):
+        n, _, h, wd = x.shape
+        o, _, kh, kw = w.shape
+        oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
+        cols = im2col(x, kh, kw, stride, padding)
+        return _to_nchw(w.reshape(o, -1) @ cols, n, oh, ow)
+
+    @staticmethod
+    def backward_data(gy, w, x_shape, stride, padding):
+        o, _, kh, kw = w.shape
+        dcols = w.reshape(o, -1).T @ _from_nchw(gy)
+        return col2im(dcols, x_shape, kh, kw, stride, padding)
+
+    @staticmethod
+    def backward_weight(x, gy, w_shape, stride, padding):
+        o, _, kh, kw = w_shape
+        cols = im2col(x, kh, kw, stride, padding)
+        return (_from_nchw(gy) @ cols.T).reshape(w_shape)
+
+
+_IMPLS = {"numpy": NumpyConvImpl}
+_preferred = {"cpu": None, "cuda": None}  # name of a registered fast implementation per device kind
+
+
+def register_conv_impl(name, impl, device="cpu", prefer=True):
+    """Plug in a faster implementation of the three conv maps (used by ``kernels/``)."""
+    _IMPLS[name] = impl
+    if prefer:
+        _preferred[device] = name
+
+
+def set_conv_impl(name=None, device="cpu"):
+    """Choose the implementation by name (``"numpy"`` for the teaching version, ``None`` for the default)."""
+    if name is not None and name not in _IMPLS:
+        raise ValueError(f"unknown convolution implementation {name!r}; registered: {sorted(_IMPLS)}")
+    _preferred[device] = name
+
+
+def conv_impl(x):
+    """The implementation used for arrays like ``x``."""
+    kind = "cuda" if backend.is_cupy_array(x) else "cpu"
+    name = _preferred.get(kind)
+    return _IMPLS[name] if name else NumpyConvImpl
+
+
+def _bias_grad(gy):
+    return gy.sum(axis=(0, 2, 3))
+
+
+class Conv2d(Function):
+    """2-D convolution; forward and backward side by side (see the module docstring)."""
+
+    def __init__(self, stride=1, padding=0):
+        self.stride, self.padding = _pair(stride), _pair(padding)
+
+    def forward(self, x, w, b=None):
+        if x.ndim != 4 or w.ndim != 4:
+            raise ValueError(f"conv2d needs x (N, C, H, W) and w (O, C, kh, kw); got {x.shape} and {w.shape}")
+        if x.shape[1] != w.shape[1]:
+            raise ValueError(f"conv2d: the input has {x.shape[1]} channels but the weight expects {w.shape[1]}")
+        self.save_for_backward(x, w)
+        self.impl = conv_impl(x)
+        y = self.impl.forward(x, w, self.stride, self.padding)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+
+    def backward(self, gy):
+        x, w = self.saved
+        gx = self.impl.backward_data(gy, w, x.shape, self.stride, self.padding)
+        gw = self.impl.backward_weight(x, gy, w.shape, self.stride, self.padding)
+        return (gx, gw) if len(self.inputs) == 2 else (gx, gw, _bias_grad(gy))
+
+
+def conv_transpose_output_size(size, k, stride, padding, output_padding):
+    """Output length of a transposed convolution: ``(size - 1)*s - 2p + k + output_padding``."""
+    return (size - 1) * stride - 2 * padding + k + output_padding
+
+
+class ConvTranspose2d(Function):
+    """Transposed ("de-") convolution: the input-gradient of :class:`Conv2d` used as a forward pass.
+
+    ``w`` has PyTorch's layout (C_in, C_out, kh, kw).  Every input pixel scatters a kh x kw stamp of
+    its weights, scaled by its value, at stride ``s`` onto the output, whose size is
+    ``(H - 1)*s - 2p + k + output_padding``; ``output_padding`` only resolves which of the several
+    sizes that a stride-s convolution maps onto H is meant.
+    """
+
+    def __init__(self, stride=1, padding=0, output_padding=0):
+        self.stride, self.padding = _pair(stride), _pair(padding)
+        self.output_padding = _pair(output_padding)
+        for op, s in zip(self.output_padding, self.stride):
+            if not 0 <= op < max(s, 1) and op != 0:
+                raise ValueError(f"output_padding {op} must be smaller than the stride {s}")
+
+    def forward(self, x, w, b=None):
+        if x.ndim != 4 or w.ndim != 4:
+            raise ValueError(f"conv_transpose2d needs x (N, C, H, W) and w (C, O, kh, kw); got {x.shape}, {w.shape}")
+        if x.shape[1] != w.shape[0]:
+            raise ValueError(f"conv_transpose2d: the input has {x.shape[1]} channels but the weight expects {w.shape[0]}")
+        n, _, h, wd = x.shape
+        _, o, kh, kw = w.shape
+        oh = conv_transpose_output_size(h, kh, self.stride[0], self.padding[0], self.output_padding[0])
+        ow = conv_transpose_output_size(wd, kw, self.stride[1], self.padding[1], self.output_padding[1])
+        self.out_shape = (n, o, oh, ow)
+        self.save_for_backward(x, w)
+        self.impl = conv_impl(x)
+        # A conv from (n, o, oh, ow) to x's size with these weights has x's shape as its output, so
+        # its input-gradient is this op's forward.
+        y = self.impl.backward_data(x, w, self.out_shape, self.stride, self.padding)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+
+    def backward(self, gy):
+        x, w = self.saved
+        gx = self.impl.forward(gy, w, self.stride, self.padding)
+        gw = self.impl.backward_weight(gy, x, w.shape, self.stride, self.padding)
+        return (gx, gw) if len(self.inputs) == 2 else (gx, gw, _bias_grad(gy))
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation) of ``x`` (N, C, H, W) with ``weight`` (O, C, kh, kw).
+
+    Returns (N, O, OH, OW) with ``OH = (H + 2*padding - kh) // stride + 1``.  Zero padding; for the
+    replicate borders of the SRCNN/FSRCNN authors' code, :func:`tinysr.functional.pad` first.
+    """
+    args = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2d(stride, padding)(*args)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
+    """Transposed convolution of ``x`` (N, C_in, H, W) with ``weight`` (C_in, C_out, kh, kw).
+
+    Returns (N, C_out, (H-1)*stride - 2*padding + kh + output_padding, ...).  FSRCNN's 9x9
+    "deconvolution" with stride = scale is this op (Dong et al., ECCV 2016).
+    """
+    args = (x, weight) if bias is None else (x, weight, bias)
+    return ConvTranspose2d(stride, padding, output_padding)(*args)
+
+
+__all__ = ["conv2d", "conv_transpose2d", "im2col", "col2im", "Conv2d", "ConvTranspose2d",
+           "register_conv_impl", "set_conv_impl", "conv_output_size", "conv_transpose_output_size",
+           "NumpyConvImpl", "Tensor"]
