@@ -67,15 +67,16 @@ class Module:
 
     # ------------------------------------------------------------------ traversal
     def named_modules(self, prefix=""):
+        """(name, module) pairs depth-first in definition order, each shared module once (as PyTorch)."""
         seen = set()
         stack = [(prefix, self)]
         while stack:
-            name, m = stack.pop(0)
+            name, m = stack.pop()
             if id(m) in seen:
                 continue
             seen.add(id(m))
             yield name, m
-            for child_name, child in m._modules.items():
+            for child_name, child in reversed(m._modules.items()):
                 stack.append((f"{name}.{child_name}" if name else child_name, child))
 
     def children(self):

@@ -1,0 +1,41 @@
+"""System level: the README's two set-up commands are what CI runs, the demo trains, and the CLI
+speaks in sentences."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_commands():
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- setup-commands.*?-->\s*```bash\n(.*?)```\s*<!-- /setup-commands -->", text, re.S)
+    assert block, "README.md must keep its set-up block between the setup-commands markers"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_opens_with_exactly_two_setup_commands():
+    cmds = readme_commands()
+    assert len(cmds) == 2
+    assert "pip install -e ." in cmds[0] and "tinysr demo" in cmds[0]
+    assert '".[test]"' in cmds[1] and cmds[1].rstrip().endswith("pytest")
+
+
+def test_ci_runs_the_readme_commands():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "setup-commands" in ci and "README.md" in ci
+
+
+def test_demo_loss_falls():
+    from tinysr import demo
+    lines = []
+    losses = demo.run(steps=120, log_every=60, out=lines.append)
+    assert sum(losses[-20:]) < 0.6 * sum(losses[:20])
+    assert any("held-out loss" in line for line in lines)
+
+
+def test_cli_errors_are_sentences():
+    r = subprocess.run([sys.executable, "-m", "tinysr", "eval", "srcnn-x9"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
