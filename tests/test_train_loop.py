@@ -1,0 +1,129 @@
+"""The training loop on its own (tinysr.train.Trainer): a killed run resumes to exactly the parameters of
+an uninterrupted one, checkpoints are atomic and complete, a NaN loss stops the run and keeps the last good
+checkpoint, and the history/curves are written."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tinysr import checkpoint, nn, optim
+from tinysr.demo import TinyESPCN
+from tinysr.train import Trainer, TrainingDiverged
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    from tinysr import nn, optim
+    from tinysr.demo import TinyESPCN
+    from tinysr.train import Trainer
+
+    out, kill_at = sys.argv[1], int(sys.argv[2])
+    photo = np.random.default_rng(5).uniform(0, 1, (64, 64)).astype(np.float32)
+
+    def sample(rng):
+        t, l = rng.integers(0, 48, 2)
+        hr = np.stack([photo[t:t + 16, l:l + 16]] * 4)[:, None] * rng.uniform(0.5, 1, (4, 1, 1, 1)).astype(np.float32)
+        return hr.reshape(4, 1, 8, 2, 8, 2).mean(axis=(3, 5)), hr
+
+    nn.init.seed(0)
+    model = TinyESPCN()
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    sched = optim.StepLR(opt, 7, 0.5)
+    tr = Trainer(model, sample, opt, schedule=sched, out_dir=out, checkpoint_every=5, seed=3, progress=False,
+                 log=lambda *a: None)
+    tr.resume()
+
+    def maybe_die(t):
+        if t.step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # no clean-up at all, like a power cut
+
+    tr.run(20, on_step=maybe_die)
+    np.savez(os.path.join(out, "final.npz"), **model.state_dict())
+""")
+
+
+def _run(tmp_path, out, kill_at):
+    script = tmp_path / "train_script.py"
+    script.write_text(SCRIPT)
+    return subprocess.run([sys.executable, str(script), str(out), str(kill_at)], capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_parameters(tmp_path):
+    full = _run(tmp_path, tmp_path / "full", kill_at=-1)
+    assert full.returncode == 0, full.stderr
+    killed = _run(tmp_path, tmp_path / "resumed", kill_at=12)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "resumed" / "final.npz").exists()
+    assert checkpoint.latest(tmp_path / "resumed").name == "step_0000010.npz"
+    assert not list((tmp_path / "resumed").glob("*.tmp"))  # nothing half-written left behind
+    again = _run(tmp_path, tmp_path / "resumed", kill_at=-1)
+    assert again.returncode == 0, again.stderr
+    a = np.load(tmp_path / "full" / "final.npz")
+    b = np.load(tmp_path / "resumed" / "final.npz")
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    hist = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    assert hist["step"] == list(range(1, 21))
+    assert (tmp_path / "resumed" / "curves.png").stat().st_size > 1000
+
+
+def _toy(lr=1e-3, seed=0):
+    nn.init.seed(seed)
+    model = TinyESPCN()
+
+    def sample(rng):
+        hr = rng.uniform(0, 1, (2, 1, 8, 8)).astype(np.float32)
+        return hr.reshape(2, 1, 4, 2, 4, 2).mean(axis=(3, 5)), hr
+
+    return model, sample, optim.SGD(model.parameters(), lr=lr)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    model, sample, opt = _toy()
+    calls = {"n": 0}
+
+    def poisoned(rng):
+        calls["n"] += 1
+        x, y = sample(rng)
+        if calls["n"] == 8:
+            x = x * np.nan
+        return x, y
+
+    tr = Trainer(model, poisoned, opt, out_dir=tmp_path, checkpoint_every=5, progress=False)
+    with pytest.raises(TrainingDiverged, match="step 8.*last good checkpoint"):
+        tr.run(20)
+    assert checkpoint.latest(tmp_path).name == "step_0000005.npz"
+    state, _, meta = checkpoint.load(checkpoint.latest(tmp_path))
+    assert all(np.isfinite(v).all() for v in state.values())
+    assert meta["step"] == 5 and meta["seed"] == 0 and "tinysr_version" in meta
+
+
+def test_exploding_loss_is_caught(tmp_path):
+    model, sample, opt = _toy(lr=50.0)  # far too large: the loss blows up within a few steps
+    tr = Trainer(model, sample, opt, out_dir=tmp_path, checkpoint_every=1, progress=False, explode_factor=100)
+    with pytest.raises(TrainingDiverged):
+        tr.run(200)
+    state, _, _ = checkpoint.load(checkpoint.latest(tmp_path))
+    assert all(np.isfinite(v).all() for v in state.values())
+
+
+def test_resume_with_another_seed_is_refused(tmp_path):
+    model, sample, opt = _toy()
+    Trainer(model, sample, opt, out_dir=tmp_path, checkpoint_every=2, progress=False, seed=1).run(2)
+    model, sample, opt = _toy()
+    with pytest.raises(ValueError, match="seed 1 but this run uses seed 2"):
+        Trainer(model, sample, opt, out_dir=tmp_path, progress=False, seed=2).resume()
+
+
+def test_checkpoints_never_unpickle(tmp_path):
+    """A checkpoint is read with allow_pickle=False: an object array is refused, not executed."""
+    bad = tmp_path / "step_0000001.npz"
+    np.savez(bad, __meta__=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        checkpoint.load(bad)

@@ -1,0 +1,201 @@
+"""The training loop: batches, loss, backward, clipping, optimiser and schedule steps, periodic
+evaluation, atomic checkpoints, resume, and a guard against a loss that turns NaN or explodes.
+
+:class:`Trainer` is model-agnostic: it takes a model, a *sampler* ``sample(rng) -> (input, target)``
+of NumPy float32 NCHW batches, an optimiser and a loss.  Everything random in a step comes from the
+trainer's own ``numpy.random.Generator``, whose state is saved in every checkpoint; that is why a run
+that is killed and resumed ends with exactly the parameters of a run that never stopped.
+"""
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, checkpoint
+from . import functional as F
+from .autograd import Tensor
+from .backend import to_device
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf or exploded; the last good checkpoint is kept."""
+
+
+class Trainer:
+    """Runs ``iterations`` optimisation steps of ``model`` with checkpoints every ``checkpoint_every``.
+
+    Parameters
+    ----------
+    model : tinysr.nn.Module
+    sample : callable(rng) -> (x, y)
+        One training batch as NumPy float32 arrays (N, C, H, W).
+    optimizer : tinysr.optim.Optimizer
+    loss : callable(pred, target) -> Tensor, default MSE
+    schedule : an LR schedule stepped once per iteration (or None)
+    clip : callable(optimizer) applied after backward (e.g. VDSR's adjustable clipping), or None
+    evaluate : callable(model) -> dict of metrics (e.g. {"psnr": 32.1}), called every ``eval_every``
+    out_dir : folder for checkpoints, ``history.json`` and ``curves.png`` (None: keep nothing)
+    seed : seeds the sampler's generator
+    meta : extra JSON metadata recorded in every checkpoint (model name, config, scale)
+    explode_factor : a loss this many times the median of the last 50 counts as exploding
+    """
+
+    def __init__(self, model, sample, optimizer, *, loss=None, schedule=None, clip=None, evaluate=None,
+                 eval_every=0, checkpoint_every=1000, out_dir=None, seed=0, meta=None, device="cpu",
+                 explode_factor=1e4, log=print, progress=True):
+        self.model, self.sample, self.optimizer = model, sample, optimizer
+        self.loss_fn = loss or F.mse_loss
+        self.schedule, self.clip, self.evaluate = schedule, clip, evaluate
+        self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.seed, self.meta, self.device = seed, dict(meta or {}), device
+        self.explode_factor, self.log, self.progress = explode_factor, log, progress
+        self.rng = np.random.default_rng(seed)
+        self.step = 0
+        self.history = {"step": [], "loss": [], "lr": [], "eval": []}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _meta(self):
+        m = dict(self.meta)
+        m.update(step=self.step, seed=self.seed, tinysr_version=__version__,
+                 rng_state=self.rng.bit_generator.state, history=self.history,
+                 schedule=self.schedule.state_dict() if self.schedule else None)
+        return m
+
+    def save_checkpoint(self):
+        if self.out_dir is None:
+            return None
+        for name, p in self.model.named_parameters():
+            if not bool(p.xp.isfinite(p.data).all()):
+                raise TrainingDiverged(f"parameter {name} is no longer finite at step {self.step}; the last good "
+                                       f"checkpoint in {self.out_dir} is kept. Lower the learning rate, then resume.")
+        path = self.out_dir / f"step_{self.step:07d}.npz"
+        checkpoint.save(path, self.model, self.optimizer, self._meta())
+        # keep the two newest: the latest, and one more in case the latest is from a bad moment
+        for old in sorted(self.out_dir.glob("step_*.npz"))[:-2]:
+            old.unlink()
+        return path
+
+    def resume(self):
+        """Load the newest checkpoint in ``out_dir`` if there is one; returns its path or None."""
+        path = checkpoint.latest(self.out_dir) if self.out_dir else None
+        if path is None:
+            return None
+        state, opt_state, meta = checkpoint.load(path)
+        if meta.get("seed") != self.seed:
+            raise ValueError(f"{path} was written with seed {meta.get('seed')} but this run uses seed {self.seed}; "
+                             "use another out_dir, or the same seed to continue it")
+        self.model.load_state_dict(state)
+        if opt_state is not None:
+            self.optimizer.load_state_dict(opt_state)
+        self.step = int(meta["step"])
+        self.rng.bit_generator.state = meta["rng_state"]
+        self.history = meta["history"]
+        if self.schedule and meta.get("schedule"):
+            self.schedule.load_state_dict(meta["schedule"])
+        return path
+
+    # ------------------------------------------------------------------ the loop
+    def train_step(self):
+        x, y = self.sample(self.rng)
+        x, y = Tensor(to_device(x, self.device)), Tensor(to_device(y, self.device))
+        loss = self.loss_fn(self.model(x), y)
+        value = loss.item()
+        if not math.isfinite(value) or self._exploding(value):
+            raise TrainingDiverged(
+                f"the training loss became {value:.4g} at step {self.step + 1}; stopped before applying it. "
+                f"The last good checkpoint is kept{' in ' + str(self.out_dir) if self.out_dir else ''}. "
+                "Lower the learning rate or enable gradient clipping, then resume.")
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.clip is not None:
+            self.clip(self.optimizer)
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        self.step += 1
+        return value
+
+    def _exploding(self, value):
+        recent = self.history["loss"][-50:]
+        return len(recent) >= 10 and value > self.explode_factor * float(np.median(recent))
+
+    def run(self, iterations, on_step=None):
+        """Train until ``iterations`` steps in total (counting resumed ones); returns the history."""
+        self.model.train()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=iterations, initial=self.step, desc="training", unit="step", leave=True)
+        t0 = time.time()
+        try:
+            while self.step < iterations:
+                value = self.train_step()
+                self.history["step"].append(self.step)
+                self.history["loss"].append(value)
+                self.history["lr"].append(self.optimizer.param_groups[0]["lr"])
+                if self.evaluate and self.eval_every and (self.step % self.eval_every == 0 or self.step == iterations):
+                    self.model.eval()
+                    metrics = self.evaluate(self.model)
+                    self.model.train()
+                    self.history["eval"].append(dict(step=self.step, **metrics))
+                if bar is not None:
+                    post = {"loss": f"{value:.5f}"}
+                    if self.history["eval"]:
+                        post.update({k: f"{v:.2f}" for k, v in self.history["eval"][-1].items() if k != "step"})
+                    bar.set_postfix(post, refresh=False)
+                    bar.update(1)
+                if self.step % self.checkpoint_every == 0 or self.step == iterations:
+                    self.save_checkpoint()
+                if on_step is not None:
+                    on_step(self)
+        finally:
+            if bar is not None:
+                bar.close()
+            self.history.setdefault("seconds", 0.0)
+            self.history["seconds"] += time.time() - t0
+            self.write_history()
+        self.model.eval()
+        return self.history
+
+    # ------------------------------------------------------------------ outputs
+    def write_history(self):
+        """``history.json`` and ``curves.png`` (loss and evaluation curves) in ``out_dir``."""
+        if self.out_dir is None:
+            return
+        checkpoint.atomic_write_text(self.out_dir / "history.json", json.dumps(self.history))
+        if self.history["loss"]:
+            plot_history(self.history, self.out_dir / "curves.png")
+
+
+def plot_history(history, path):
+    """Draw the training loss (log scale) and, if present, the evaluation PSNR against the step."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    evals = history.get("eval") or []
+    fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(10 if evals else 5, 3.5), squeeze=False)
+    ax = axes[0, 0]
+    steps, loss = np.asarray(history["step"]), np.asarray(history["loss"])
+    ax.semilogy(steps, loss, lw=0.6, alpha=0.5, label="per step")
+    if len(loss) >= 20:
+        k = max(1, len(loss) // 50)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.semilogy(steps[k - 1:], smooth, lw=1.5, label=f"mean of {k}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    if evals:
+        ax = axes[0, 1]
+        keys = [k for k in evals[0] if k != "step"]
+        for k in keys:
+            ax.plot([e["step"] for e in evals], [e[k] for e in evals], marker="o", label=k)
+        ax.set_xlabel("step")
+        ax.set_ylabel(", ".join(keys))
+        ax.legend()
+    fig.tight_layout()
+    checkpoint.atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
