@@ -39,3 +39,23 @@ def test_cli_errors_are_sentences():
     r = subprocess.run([sys.executable, "-m", "tinysr", "eval", "srcnn-x9"], capture_output=True, text=True)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
+
+
+def test_cli_eval_bicubic_prints_protocol_and_paper(data_dir, paper_table):
+    import os
+    env = dict(os.environ, TINYSR_DATA=str(data_dir))
+    r = subprocess.run([sys.executable, "-m", "tinysr", "eval", "bicubic", "--dataset", "Set5", "--scale", "3",
+                        "--summary"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "protocol: Y of BT.601" in r.stdout
+    mean = float(re.search(r"PSNR ([\d.]+) dB", r.stdout).group(1))
+    assert abs(mean - paper_table["Bicubic"]["Set5"]["x3"][0]) < 0.02
+
+
+def test_cli_missing_dataset_is_one_sentence(tmp_path):
+    import os
+    env = dict(os.environ, TINYSR_DATA=str(tmp_path), TINYSR_CACHE=str(tmp_path / "cache"), TINYSR_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-m", "tinysr", "eval", "bicubic", "--dataset", "Set5"], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "Set5" in r.stderr and "TINYSR_DATA" in r.stderr

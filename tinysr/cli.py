@@ -24,7 +24,9 @@ def _cmd_eval(args):
                          "training pipeline)")
     for dataset in args.dataset:
         for scale in args.scale:
-            print(metrics.format_report(metrics.evaluate_bicubic(dataset, scale)))
+            report = metrics.evaluate_bicubic(dataset, scale)
+            paper = metrics.BICUBIC_PAPER.get(report["dataset"], {}).get(scale)
+            print(metrics.format_report(report, per_image=not args.summary, paper=paper))
 
 
 def build_parser():
@@ -39,6 +41,7 @@ def build_parser():
     e.add_argument("model", help="'bicubic' (the baseline)")
     e.add_argument("--dataset", nargs="+", default=["Set5"], help="test sets (default Set5)")
     e.add_argument("--scale", nargs="+", type=int, default=[3], help="scales (default 3)")
+    e.add_argument("--summary", action="store_true", help="only the mean line, not every image")
     e.set_defaults(func=_cmd_eval)
     return p
 
