@@ -58,4 +58,4 @@ def test_cli_missing_dataset_is_one_sentence(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tinysr", "eval", "bicubic", "--dataset", "Set5"], capture_output=True,
                        text=True, env=env)
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "Set5" in r.stderr and "TINYSR_DATA" in r.stderr
+    assert "Set5" in r.stderr and "Put its images in" in r.stderr
