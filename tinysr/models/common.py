@@ -1,0 +1,170 @@
+"""Pieces that several SR papers share, and the bookkeeping every model file uses.
+
+* :class:`SRModel` -- the base class of every network in :mod:`tinysr.models`: it records the
+  ``scale``, the ``input_convention`` (what the caller must feed) and the ``receptive_field``.
+* :func:`count_weights` -- the number that the papers print as "parameters": most count only the
+  convolution/linear *weights* (VDSR's 665K, DRRN's 297K, FSRCNN's 12,464), some add the biases
+  (SRCNN's 8,129); :meth:`tinysr.nn.Module.num_parameters` counts everything.
+* :class:`MeanShift`, :class:`ResBlock`, :func:`upsampler` -- EDSR/MDSR/SRResNet building blocks.
+* :func:`chain_receptive_field` -- the receptive field of a stack of stride-1 convolutions.
+
+Input conventions
+-----------------
+``"bicubic-y"``
+    The network sees the LR image already upsampled to the HR size with MATLAB bicubic, Y channel
+    in ``[0, 1]`` (SRCNN, VDSR, DRCN, RED30, DRRN): "pre-upsampling" networks.
+``"lr-y"``
+    The LR Y channel itself in ``[0, 1]``; the network upsamples (FSRCNN, SRDenseNet).
+``"lr-rgb"``
+    The LR RGB image in ``[0, 1]``; the network upsamples (SRResNet, EDSR, MDSR).
+"""
+import numpy as np
+
+from .. import functional as F
+from .. import nn
+
+INPUT_CONVENTIONS = ("bicubic-y", "lr-y", "lr-rgb")
+
+
+class SRModel(nn.Module):
+    """Base class of the model zoo: a Module that knows its scale and what input it expects.
+
+    Subclasses set ``scale``, ``input_convention`` (one of :data:`INPUT_CONVENTIONS`) and define
+    ``receptive_field`` (in input pixels, one side of the square).  ``in_channels`` is 1 for Y
+    networks and 3 for RGB ones.
+    """
+
+    scale = None
+    input_convention = None
+    in_channels = 1
+
+    @property
+    def receptive_field(self):
+        raise NotImplementedError
+
+    @property
+    def upsamples(self):
+        """True when the network itself produces the HR size (post-upsampling networks)."""
+        return self.input_convention != "bicubic-y"
+
+
+def count_weights(model):
+    """Scalar count of the *weights* of conv/linear layers (arrays with >= 2 dims), shared ones once.
+
+    This is what most SR papers report as "parameters": biases, PReLU slopes, BatchNorm scales and
+    DRCN's 16 ensemble weights are left out.
+    """
+    return sum(p.size for p in model.parameters() if p.ndim >= 2)
+
+
+def count_biases(model):
+    """Scalar count of the 1-D parameters (biases, PReLU slopes, BN affine terms, ensemble weights)."""
+    return sum(p.size for p in model.parameters() if p.ndim < 2)
+
+
+def chain_receptive_field(kernel_sizes):
+    """Receptive field (pixels) of stride-1 convolutions applied one after another: ``1 + sum(k - 1)``."""
+    return 1 + sum(int(k) - 1 for k in kernel_sizes)
+
+
+def to_float64(model):
+    """Cast every parameter and buffer of ``model`` to float64 in place (for gradient checks); returns it."""
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    for m in model.modules():
+        for name, b in list(m._buffers.items()):
+            m._set_buffer(name, b.astype(np.float64))
+    return model
+
+
+def init_conv_(conv, method, std=None):
+    """Initialise one conv/linear layer as a paper says and zero its bias.
+
+    ``method`` is ``"gaussian"`` (fixed ``std``; SRCNN 0.001), ``"he"`` (He et al. 2015, ReLU gain,
+    fan-in; VDSR, DRRN, DRCN), ``"he-prelu"`` (gain for PReLU with slope 0.25; FSRCNN) or
+    ``"default"`` (leave PyTorch's uniform init).
+    """
+    if method == "gaussian":
+        nn.init.normal_(conv.weight, std=std)
+    elif method == "he":
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    elif method == "he-prelu":
+        nn.init.kaiming_normal_(conv.weight, a=0.25, nonlinearity="prelu")
+    elif method != "default":
+        raise ValueError(f"unknown init method {method!r}")
+    if conv.bias is not None and method != "default":
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+class MeanShift(nn.Module):
+    """Add (``sign=+1``) or subtract (``sign=-1``) a fixed per-channel RGB mean; no parameters.
+
+    EDSR/MDSR subtract the DIV2K mean colour before the network and add it back after (Lim et al.,
+    2017), so that the body works on zero-centred data.  Values are in ``[0, 1]`` units here (the
+    official code uses ``0..255``); the mean is a buffer, not learned.
+    """
+
+    def __init__(self, mean=(0.4488, 0.4371, 0.4040), sign=-1):
+        super().__init__()
+        self.sign = sign
+        self.register_buffer("mean", np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1))
+
+    def forward(self, x):
+        m = self.mean.astype(x.dtype)
+        return x + m if self.sign > 0 else x - m
+
+    def extra_repr(self):
+        return f"sign={self.sign:+d}"
+
+
+class ResBlock(nn.Module):
+    """EDSR's residual block ``x + res_scale * conv(relu(conv(x)))`` (no BatchNorm).
+
+    Lim et al. (2017) removed SRResNet's BN layers (they normalise away the range flexibility of
+    the features) and scale the residual by 0.1 in the wide model to keep training stable.
+    ``kernel_size`` is 3, or 5 for MDSR's scale-specific pre-processing blocks.
+    """
+
+    def __init__(self, channels, kernel_size=3, res_scale=1.0):
+        super().__init__()
+        self.res_scale = float(res_scale)
+        pad = kernel_size // 2
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size, padding=pad)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size, padding=pad)
+
+    def forward(self, x):
+        r = self.conv2(F.relu(self.conv1(x)))
+        if self.res_scale != 1.0:
+            r = r * self.res_scale
+        return x + r
+
+
+def upsampler(scale, channels, activation=None):
+    """Sub-pixel upsampling (Shi et al., ESPCN 2016) as EDSR/SRResNet use it, a Sequential.
+
+    x2, x4, x8: log2(scale) stages of ``conv3x3(C -> 4C) -> PixelShuffle(2)``; x3: one stage of
+    ``conv3x3(C -> 9C) -> PixelShuffle(3)``.  ``activation`` (a Module factory, e.g. a PReLU for
+    SRResNet) is appended after each shuffle.
+    """
+    layers = []
+    if scale in (2, 4, 8):
+        for _ in range(int(round(np.log2(scale)))):
+            layers += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2)]
+            if activation is not None:
+                layers.append(activation())
+    elif scale == 3:
+        layers += [nn.Conv2d(channels, 9 * channels, 3, padding=1), nn.PixelShuffle(3)]
+        if activation is not None:
+            layers.append(activation())
+    else:
+        raise ValueError(f"pixel-shuffle upsampler supports scales 2, 3, 4, 8; got {scale}")
+    return nn.Sequential(*layers)
+
+
+def upsampler_receptive_field(scale):
+    """Extra LR-pixel receptive field of :func:`upsampler` (its 3x3 convs, one per stage)."""
+    stages = 1 if scale == 3 else int(round(np.log2(scale)))
+    # Each later stage runs at a finer grid, where a 3x3 kernel spans fewer LR pixels; count it as
+    # one LR pixel per side per stage (an upper bound that is exact for the first stage).
+    return 2 * stages

@@ -1,0 +1,106 @@
+"""DRCN -- Kim, Lee, Lee. "Deeply-Recursive Convolutional Network for Image Super-Resolution",
+CVPR 2016.
+
+Depth without extra parameters: one 3x3 convolution is applied ``D = 16`` times with the *same*
+weights. Three sub-networks, named as in the paper:
+
+1. **embedding net** ``f1`` -- two 3x3 convs (``1 -> F -> F``, F = 256), ReLU: ``H_0``;
+2. **inference net** ``f2`` -- ``H_d = ReLU(W * H_{d-1} + b)`` for d = 1..D, one shared (W, b);
+3. **reconstruction net** ``f3`` -- two 3x3 convs (``F -> F``, ReLU, ``F -> 1``), applied to
+   *every* ``H_d``; with the **skip connection** each gives a prediction ``y_d = f3(H_d) + x``.
+
+The output is a learned weighted average (**ensemble**) ``y = sum_d w_d y_d``. Training uses
+**recursive supervision** (:func:`drcn_loss`): every ``y_d`` is also compared with the target, which
+keeps the gradients of a 16-fold recursion alive.
+
+Input convention ``"bicubic-y"``; receptive field 41 x 41 (2 + D + 2 = 20 layers of 3x3).
+Parameters: 1,774,080 convolution weights (the paper's "1,774K"), plus 1,025 biases and 16
+ensemble weights. Initialisation (paper): the recursive weights are zero except the
+self-connections (an identity map at the start), biases zero; the other layers He.
+"""
+import numpy as np
+
+from .. import functional as F
+from .. import nn
+from .common import SRModel, chain_receptive_field, init_conv_
+
+
+class DRCN(SRModel):
+    """DRCN with ``recursions`` (D) applications of one shared conv, ``channels`` (F) wide.
+
+    ``self.inference`` is ONE Conv2d used D times, so its gradient is the sum over uses.
+    :meth:`forward` returns the ensemble output; :meth:`forward_all` returns
+    ``(predictions [y_1..y_D], y)`` for the loss with recursive supervision.
+    Shapes: ``(N, 1, H, W) -> (N, 1, H, W)``.
+    """
+
+    input_convention = "bicubic-y"
+
+    def __init__(self, scale=3, recursions=16, channels=256, in_channels=1):
+        super().__init__()
+        self.scale, self.recursions, self.in_channels = scale, recursions, in_channels
+        c = channels
+        self.embedding = nn.Sequential(init_conv_(nn.Conv2d(in_channels, c, 3, padding=1), "he"), nn.ReLU(),
+                                       init_conv_(nn.Conv2d(c, c, 3, padding=1), "he"), nn.ReLU())
+        self.inference = nn.Conv2d(c, c, 3, padding=1)
+        eye = np.zeros((c, c, 3, 3))
+        eye[np.arange(c), np.arange(c), 1, 1] = 1.0   # identity "self-connections" (paper, sec. 3.3)
+        nn.init.constant_(self.inference.weight, 0.0)
+        self.inference.weight.data = eye.astype(self.inference.weight.dtype)
+        nn.init.zeros_(self.inference.bias)
+        self.reconstruction = nn.Sequential(init_conv_(nn.Conv2d(c, c, 3, padding=1), "he"), nn.ReLU(),
+                                            init_conv_(nn.Conv2d(c, in_channels, 3, padding=1), "he"))
+        self.ensemble_weights = nn.Parameter(np.full((recursions,), 1.0 / recursions, dtype=np.float32))
+
+    @property
+    def receptive_field(self):
+        return chain_receptive_field([3] * (2 + self.recursions + 2))
+
+    def forward_all(self, x):
+        """All intermediate predictions and the ensemble: ``([y_1, ..., y_D], y)``."""
+        h = self.embedding(x)
+        preds = []
+        out = None
+        for d in range(self.recursions):
+            h = F.relu(self.inference(h))
+            y_d = self.reconstruction(h) + x
+            preds.append(y_d)
+            term = y_d * self.ensemble_weights[d]
+            out = term if out is None else out + term
+        return preds, out
+
+    def forward(self, x):
+        """``x``: bicubic-upsampled Y ``(N, 1, H, W)`` -> ensemble prediction, same shape."""
+        return self.forward_all(x)[1]
+
+
+def drcn_loss(model, x, target, alpha, beta=1e-4):
+    """DRCN's training objective with recursive supervision (Kim et al., CVPR 2016, eq. 10-12).
+
+    ``L = alpha * l1 + (1 - alpha) * l2 + beta * ||theta||^2`` where
+    ``l1 = 1/(2DN) sum_d sum_i ||y^(i) - y_d^(i)||^2`` (every intermediate prediction),
+    ``l2 = 1/(2N) sum_i ||y^(i) - y^(i)_ensemble||^2`` and the last term is weight decay on the
+    convolution weights. The paper starts with ``alpha = 1`` (only the intermediate predictions
+    matter, which trains the shared weights early) and decays it towards 0; ``beta = 1e-4``.
+    ``N`` is the number of training images in the batch; ``||.||^2`` sums over pixels.
+
+    Returns the loss as a scalar Tensor; ``x`` and ``target`` are ``(N, 1, H, W)``.
+    """
+    preds, out = model.forward_all(x)
+    n = x.shape[0]
+    d = len(preds)
+    l1 = None
+    for p in preds:
+        t = F.mse_loss(p, target, reduction="sum")
+        l1 = t if l1 is None else l1 + t
+    l1 = l1 * (1.0 / (2 * d * n))
+    l2 = F.mse_loss(out, target, reduction="sum") * (1.0 / (2 * n))
+    loss = l1 * float(alpha) + l2 * (1.0 - float(alpha))
+    if beta:
+        decay = None
+        for p in model.parameters():
+            if p.ndim >= 2:
+                t = (p * p).sum()
+                decay = t if decay is None else decay + t
+        loss = loss + decay * float(beta)
+    return loss

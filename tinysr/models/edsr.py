@@ -1,0 +1,102 @@
+"""EDSR and MDSR -- Lim, Son, Kim, Nah, Lee. "Enhanced Deep Residual Networks for Single Image
+Super-Resolution", CVPRW 2017 (NTIRE 2017 winner).
+
+**EDSR** simplifies SRResNet: no BatchNorm, no activation outside the residual blocks, and a
+wide model kept stable by **residual scaling**:
+
+* RGB **mean shift** (subtract the DIV2K mean colour, add it back at the end);
+* **head** -- 3x3 conv ``3 -> F``;
+* **body** -- B residual blocks ``x + s * conv(ReLU(conv(x)))`` and a 3x3 conv, plus the head's
+  output (long skip);
+* **upsampler** -- sub-pixel convolution (x2, x3, x4), **tail** 3x3 conv ``F -> 3``.
+
+EDSR-baseline: B = 16, F = 64, s = 1 (1.37M parameters for x2). EDSR: B = 32, F = 256, s = 0.1
+(43M for x4). **MDSR** is one network for x2, x3 and x4: a shared body of 80 blocks (F = 64)
+with, per scale, a **pre-processing** module (two residual blocks with 5x5 kernels) and an
+upsampler (8.0M parameters). Input convention ``"lr-rgb"`` (LR RGB in [0, 1]; the official code
+uses 0..255). Initialisation: PyTorch default.
+"""
+from .. import nn
+from .common import MeanShift, ResBlock, SRModel, chain_receptive_field, upsampler
+
+
+class EDSR(SRModel):
+    """EDSR (and EDSR-baseline with its defaults ``blocks=16, channels=64, res_scale=1``).
+
+    Shapes: ``(N, 3, h, w) -> (N, 3, scale*h, scale*w)``; scale 2, 3 or 4.
+    """
+
+    input_convention = "lr-rgb"
+    in_channels = 3
+
+    def __init__(self, scale=2, blocks=16, channels=64, res_scale=1.0, in_channels=3,
+                 rgb_mean=(0.4488, 0.4371, 0.4040)):
+        super().__init__()
+        self.scale, self.n_blocks, self.in_channels = scale, blocks, in_channels
+        self.sub_mean = MeanShift(rgb_mean, sign=-1)
+        self.head = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.body = nn.Sequential(*[ResBlock(channels, 3, res_scale) for _ in range(blocks)],
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+        self.upsample = upsampler(scale, channels)
+        self.tail = nn.Conv2d(channels, in_channels, 3, padding=1)
+        self.add_mean = MeanShift(rgb_mean, sign=+1)
+
+    @property
+    def receptive_field(self):
+        return chain_receptive_field([3] * (2 * self.n_blocks + 2)) + 2  # + upsampler/tail, LR px approx.
+
+    def forward(self, x):
+        """``x``: LR RGB ``(N, 3, h, w)`` in [0, 1] -> SR RGB ``(N, 3, scale*h, scale*w)``."""
+        h = self.head(self.sub_mean(x))
+        h = self.body(h) + h
+        return self.add_mean(self.tail(self.upsample(h)))
+
+
+class MDSR(SRModel):
+    """MDSR: scale-specific pre-processing and upsamplers around one shared body.
+
+    ``scales`` lists the scales the model serves (default 2, 3, 4); ``scale`` is the one that
+    :meth:`forward` uses unless ``forward(x, scale=s)`` says otherwise (see :meth:`set_scale`).
+    Shapes: ``(N, 3, h, w) -> (N, 3, s*h, s*w)``.
+    """
+
+    input_convention = "lr-rgb"
+    in_channels = 3
+
+    def __init__(self, scale=2, scales=(2, 3, 4), blocks=80, channels=64, res_scale=1.0, in_channels=3,
+                 rgb_mean=(0.4488, 0.4371, 0.4040)):
+        super().__init__()
+        self.scales = tuple(scales)
+        if scale not in self.scales:
+            raise ValueError(f"scale {scale} is not among this MDSR's scales {self.scales}")
+        self.scale, self.n_blocks, self.in_channels = scale, blocks, in_channels
+        self.sub_mean = MeanShift(rgb_mean, sign=-1)
+        self.head = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.pre_process = nn.ModuleList([nn.Sequential(ResBlock(channels, 5), ResBlock(channels, 5))
+                                          for _ in self.scales])
+        self.body = nn.Sequential(*[ResBlock(channels, 3, res_scale) for _ in range(blocks)],
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+        self.upsample = nn.ModuleList([upsampler(s, channels) for s in self.scales])
+        self.tail = nn.Conv2d(channels, in_channels, 3, padding=1)
+        self.add_mean = MeanShift(rgb_mean, sign=+1)
+
+    def set_scale(self, scale):
+        """Choose which scale-specific modules :meth:`forward` uses; returns self."""
+        if scale not in self.scales:
+            raise ValueError(f"scale {scale} is not among this MDSR's scales {self.scales}")
+        self.scale = scale
+        return self
+
+    @property
+    def receptive_field(self):
+        return chain_receptive_field([3] + [5] * 4 + [3] * (2 * self.n_blocks + 1)) + 2
+
+    def forward(self, x, scale=None):
+        """``x``: LR RGB ``(N, 3, h, w)`` -> SR RGB at ``scale`` (default ``self.scale``)."""
+        s = self.scale if scale is None else scale
+        if s not in self.scales:
+            raise ValueError(f"scale {s} is not among this MDSR's scales {self.scales}")
+        i = self.scales.index(s)
+        h = self.pre_process[i](self.head(self.sub_mean(x)))
+        h = self.body(h) + h
+        return self.add_mean(self.tail(self.upsample[i](h)))

@@ -1,0 +1,88 @@
+"""FSRCNN -- Dong, Loy, Tang. "Accelerating the Super-Resolution Convolutional Neural Network",
+ECCV 2016.
+
+SRCNN made fast by working on the *LR* image and upsampling only at the end with a learned
+transposed convolution ("deconvolution"). Five parts, named as in the paper (FSRCNN(d, s, m)):
+
+1. **feature extraction** -- 5x5 conv, ``1 -> d``, PReLU;
+2. **shrinking** -- 1x1 conv, ``d -> s``, PReLU (fewer channels for the mapping);
+3. **mapping** -- ``m`` 3x3 convs, ``s -> s``, each with PReLU;
+4. **expanding** -- 1x1 conv, ``s -> d``, PReLU;
+5. **deconvolution** -- 9x9 transposed conv, ``d -> 1``, stride = scale.
+
+FSRCNN is (56, 12, 4); FSRCNN-s is (32, 5, 1). Input convention ``"lr-y"``: LR Y in ``[0, 1]``;
+output ``scale`` times larger (upsampling: the learned deconvolution). Parameters as the paper
+counts them (convolution weights only): 12,464 for FSRCNN x3 -- it is the same for every scale
+because the deconvolution's 9x9 kernel does not depend on the stride.
+
+Receptive field (LR pixels): ``5 + 2m`` from the convolutions plus ``ceil(9 / scale) - 1`` from the
+deconvolution, e.g. 15 for FSRCNN x3.
+
+The authors' released weights use **one PReLU slope per layer** shared by all channels
+(``prelu="shared"``, the default) and their test code pads with replicate borders, including a
+one-pixel replicate pad of the LR feature map before the deconvolution (``padding_mode="replicate"``).
+Initialisation (paper): He for the convolutions (PReLU), Gaussian N(0, 0.001^2) for the deconvolution.
+"""
+import math
+
+from .. import functional as F
+from .. import nn
+from .common import SRModel, chain_receptive_field, init_conv_
+
+
+class FSRCNN(SRModel):
+    """FSRCNN(d, s, m): feature extraction, shrinking, mapping, expanding, deconvolution.
+
+    Parameters
+    ----------
+    scale : int (2, 3, 4; any integer >= 2 works) -- the deconvolution's stride.
+    d, s, m : the paper's width of the feature/expanding layers, of the shrunk mapping, and the
+        number of mapping layers.
+    prelu : ``"shared"`` (one slope per layer, the authors' weights) or ``"channel"`` (one per channel).
+    padding_mode : ``"zeros"`` (ordinary 'same' zero padding) or ``"replicate"`` (the authors' test
+        code: replicate borders everywhere and a 1-pixel replicate pre-pad of the deconvolution input).
+
+    Shapes: ``(N, 1, h, w) -> (N, 1, scale*h, scale*w)``.
+    """
+
+    input_convention = "lr-y"
+
+    def __init__(self, scale=3, d=56, s=12, m=4, prelu="shared", padding_mode="zeros", channels=1):
+        super().__init__()
+        if prelu not in ("shared", "channel"):
+            raise ValueError(f"prelu must be 'shared' or 'channel', got {prelu!r}")
+        if padding_mode not in ("zeros", "replicate"):
+            raise ValueError(f"padding_mode must be 'zeros' or 'replicate', got {padding_mode!r}")
+        self.scale, self.d, self.s, self.m = int(scale), d, s, m
+        self.padding_mode, self.in_channels = padding_mode, channels
+
+        def stage(cin, cout, k):
+            conv = init_conv_(nn.Conv2d(cin, cout, k, padding=k // 2, padding_mode=padding_mode), "he-prelu")
+            return nn.Sequential(conv, nn.PReLU(1 if prelu == "shared" else cout))
+
+        self.feature_extraction = stage(channels, d, 5)
+        self.shrinking = stage(d, s, 1)
+        self.mapping = nn.Sequential(*[stage(s, s, 3) for _ in range(m)])
+        self.expanding = stage(s, d, 1)
+        r = self.scale
+        if padding_mode == "replicate":
+            # authors' deconv.m: 1-px replicate pad of the LR map, then crop from (9-1)/2 + r.
+            self.deconvolution = nn.ConvTranspose2d(d, channels, 9, stride=r, padding=4 + r, output_padding=r - 1)
+        else:
+            self.deconvolution = nn.ConvTranspose2d(d, channels, 9, stride=r, padding=4, output_padding=r - 1)
+        nn.init.normal_(self.deconvolution.weight, std=1e-3)
+        nn.init.zeros_(self.deconvolution.bias)
+
+    @property
+    def receptive_field(self):
+        return chain_receptive_field([5, 1] + [3] * self.m + [1]) + math.ceil(9 / self.scale) - 1
+
+    def forward(self, x):
+        """``x``: LR Y ``(N, 1, h, w)`` in [0, 1] -> SR Y ``(N, 1, scale*h, scale*w)``."""
+        h = self.feature_extraction(x)
+        h = self.shrinking(h)
+        h = self.mapping(h)
+        h = self.expanding(h)
+        if self.padding_mode == "replicate":
+            h = F.pad(h, (1, 1, 1, 1), mode="replicate")
+        return self.deconvolution(h)

@@ -1,0 +1,82 @@
+"""SRCNN -- Dong, Loy, He, Tang. "Learning a Deep Convolutional Network for Image Super-Resolution",
+ECCV 2014; "Image Super-Resolution Using Deep Convolutional Networks", IEEE TPAMI 38(2), 2016.
+
+The first CNN for SR, read as a sparse-coding pipeline:
+
+1. **patch extraction and representation** -- ``f1 x f1`` conv, ``1 -> n1`` filters, ReLU;
+2. **non-linear mapping** -- ``f2 x f2`` conv, ``n1 -> n2``, ReLU;
+3. **reconstruction** -- ``f3 x f3`` conv, ``n2 -> 1``, linear.
+
+Settings ``f1-f2-f3`` = 9-1-5 (ECCV'14, n1=64, n2=32: 8,129 parameters with biases), 9-3-5 and
+9-5-5 (TPAMI'16, 57,281 parameters). Input convention ``"bicubic-y"``: the LR Y channel upsampled
+to the HR size with bicubic interpolation, in ``[0, 1]``; the output is the HR Y itself (no
+residual). Upsampling: outside the network (bicubic, before it).
+
+Borders: the paper trains with *valid* convolutions, so the output is ``f1 + f2 + f3 - 3`` pixels
+(12 for 9-1-5) smaller than the input and the loss compares it with the centre of the label.  The
+authors' test code instead keeps the size by padding every layer with **replicate** borders; use
+``padding="same", padding_mode="replicate"`` for their released weights.
+
+Receptive field: ``f1 + f2 + f3 - 2`` = 13 (9-1-5), 15 (9-3-5), 17 (9-5-5) HR pixels.
+Initialisation (paper): weights Gaussian N(0, 0.001^2), biases 0.
+"""
+from .. import functional as F
+from .. import nn
+from .common import SRModel, chain_receptive_field, init_conv_
+
+VARIANTS = {"9-1-5": (9, 1, 5), "9-3-5": (9, 3, 5), "9-5-5": (9, 5, 5)}
+
+
+class SRCNN(SRModel):
+    """SRCNN: patch extraction -> non-linear mapping -> reconstruction (three convolutions).
+
+    Parameters
+    ----------
+    scale : int
+        Recorded only: one network is trained per scale, but the architecture does not change.
+    variant : ``"9-1-5"`` (default), ``"9-3-5"`` or ``"9-5-5"`` -- the filter sizes f1-f2-f3.
+    n1, n2 : feature maps of the first two layers (64, 32 in the papers).
+    padding : ``"valid"`` (the paper's training: output ``f1+f2+f3-3`` px smaller per side pair)
+        or ``"same"`` (output as large as the input).
+    padding_mode : ``"zeros"`` or ``"replicate"`` (authors' test code) for ``padding="same"``.
+    channels : 1 (Y, the paper's main setting) or 3 (the TPAMI colour experiments).
+
+    Shapes: ``(N, C, H, W) -> (N, C, H - 12, W - 12)`` (9-1-5, valid) or ``(N, C, H, W)`` (same).
+    """
+
+    input_convention = "bicubic-y"
+
+    def __init__(self, scale=3, variant="9-1-5", n1=64, n2=32, padding="valid", padding_mode="zeros",
+                 channels=1):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"SRCNN variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        self.scale, self.variant, self.padding = scale, variant, padding
+        self.in_channels = channels
+        f1, f2, f3 = self.kernel_sizes = VARIANTS[variant]
+
+        def conv(cin, cout, k):
+            pad = k // 2 if padding == "same" else 0
+            return init_conv_(nn.Conv2d(cin, cout, k, padding=pad, padding_mode=padding_mode), "gaussian",
+                              std=1e-3)
+
+        self.patch_extraction = conv(channels, n1, f1)
+        self.non_linear_mapping = conv(n1, n2, f2)
+        self.reconstruction = conv(n2, channels, f3)
+
+    @property
+    def receptive_field(self):
+        return chain_receptive_field(self.kernel_sizes)
+
+    @property
+    def border(self):
+        """Pixels lost on each side with valid convolutions (6 for 9-1-5), 0 with ``padding="same"``."""
+        return 0 if self.padding == "same" else (self.receptive_field - 1) // 2
+
+    def forward(self, x):
+        """``x``: bicubic-upsampled Y ``(N, 1, H, W)`` in [0, 1] -> HR estimate (see the class doc for size)."""
+        h = F.relu(self.patch_extraction(x))
+        h = F.relu(self.non_linear_mapping(h))
+        return self.reconstruction(h)

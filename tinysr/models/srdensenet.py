@@ -1,0 +1,92 @@
+"""SRDenseNet -- Tong, Li, Liu, Gao. "Image Super-Resolution Using Dense Skip Connections", ICCV 2017.
+
+DenseNet for SR, on the LR grid, in the paper's full variant ("SRDenseNet_All"):
+
+* **low-level features** -- 3x3 conv ``1 -> 128``, ReLU;
+* **dense blocks** -- 8 blocks of 8 3x3 conv layers (ReLU), growth rate k = 16: every layer sees
+  the concatenation of the block input and all earlier layers' outputs; a block outputs the
+  concatenation of its 8 layers (8 x 16 = 128 maps);
+* **dense skip connections** -- the low-level features and the outputs of all 8 blocks are
+  concatenated (128 + 8 x 128 = 1152 maps);
+* **bottleneck** -- 1x1 conv to 256 maps, ReLU;
+* **deconvolution layers** -- two 3x3 transposed convs with stride 2 (256 -> 256, ReLU) for x4;
+* **reconstruction** -- 3x3 conv ``256 -> 1``.
+
+Input convention ``"lr-y"`` (LR Y in [0, 1]); the paper trains and reports x4 only; x2 (one
+deconvolution) and x8 (three) are the same design. Receptive field (LR pixels, conv layers only):
+1 + 2 x 65 = 131 through the low-level conv and 64 dense layers, plus the upsampling layers.
+Initialisation: He et al. 2015.
+"""
+import math
+
+from .. import functional as F
+from .. import nn
+from .common import SRModel, init_conv_
+
+
+class DenseBlock(nn.Module):
+    """``layers`` 3x3 conv+ReLU layers, each fed the concatenation of everything before it in the block.
+
+    ``(N, C_in, h, w) -> (N, layers * growth, h, w)`` (the concatenation of the new feature maps).
+    """
+
+    def __init__(self, in_channels, growth=16, layers=8):
+        super().__init__()
+        self.layers = nn.ModuleList([init_conv_(nn.Conv2d(in_channels + i * growth, growth, 3, padding=1), "he")
+                                     for i in range(layers)])
+
+    def forward(self, x):
+        feats = [x]
+        new = []
+        for conv in self.layers:
+            inp = feats[0] if len(feats) == 1 else F.concat(feats, axis=1)
+            y = F.relu(conv(inp))
+            feats.append(y)
+            new.append(y)
+        return new[0] if len(new) == 1 else F.concat(new, axis=1)
+
+
+class SRDenseNet(SRModel):
+    """SRDenseNet_All: dense blocks with dense skip connections, bottleneck, deconvolutions.
+
+    Shapes: ``(N, 1, h, w) -> (N, 1, scale*h, scale*w)``; ``scale`` a power of two.
+    """
+
+    input_convention = "lr-y"
+
+    def __init__(self, scale=4, blocks=8, layers=8, growth=16, low_channels=128, bottleneck=256, in_channels=1):
+        super().__init__()
+        if scale not in (2, 4, 8):
+            raise ValueError(f"SRDenseNet upsamples with stride-2 deconvolutions: scale 2, 4 or 8, got {scale}")
+        self.scale, self.in_channels = scale, in_channels
+        self.n_blocks, self.n_layers = blocks, layers
+        self.low_level = init_conv_(nn.Conv2d(in_channels, low_channels, 3, padding=1), "he")
+        block_out = layers * growth
+        self.dense_blocks = nn.ModuleList([DenseBlock(low_channels if b == 0 else block_out, growth, layers)
+                                           for b in range(blocks)])
+        self.bottleneck = init_conv_(nn.Conv2d(low_channels + blocks * block_out, bottleneck, 1), "he")
+        deconvs = []
+        for _ in range(int(math.log2(scale))):
+            layer = nn.ConvTranspose2d(bottleneck, bottleneck, 3, stride=2, padding=1, output_padding=1)
+            nn.init.normal_(layer.weight, std=math.sqrt(2.0 / (bottleneck * 9)))
+            nn.init.zeros_(layer.bias)
+            deconvs.append(layer)
+        self.deconvolution = nn.ModuleList(deconvs)
+        self.reconstruction = init_conv_(nn.Conv2d(bottleneck, in_channels, 3, padding=1), "he")
+
+    @property
+    def receptive_field(self):
+        lr = 1 + 2 * (1 + self.n_blocks * self.n_layers)
+        return lr + len(self.deconvolution) + 1  # deconvs and reconstruction (approx., in LR pixels)
+
+    def forward(self, x):
+        """``x``: LR Y ``(N, 1, h, w)`` -> SR Y ``(N, 1, scale*h, scale*w)``."""
+        h = F.relu(self.low_level(x))
+        skips = [h]
+        for block in self.dense_blocks:
+            h = block(h)
+            skips.append(h)
+        h = F.relu(self.bottleneck(F.concat(skips, axis=1)))
+        for deconv in self.deconvolution:
+            h = F.relu(deconv(h))
+        return self.reconstruction(h)

@@ -1,0 +1,46 @@
+"""VDSR -- Kim, Lee, Lee. "Accurate Image Super-Resolution Using Very Deep Convolutional Networks",
+CVPR 2016.
+
+Twenty 3x3 convolutions of 64 filters (ReLU after all but the last) that predict the *residual*
+between the bicubic-upsampled input and the HR image; the network output is ``x + residual``
+(global residual learning), which lets a very deep plain network train with a high learning rate
+(0.1, with adjustable gradient clipping). One model serves x2, x3 and x4 (multi-scale training).
+
+Input convention ``"bicubic-y"`` (bicubic-upsampled Y in [0, 1]), zero padding keeps the size.
+Receptive field: 41 x 41 (20 layers of 3x3). Parameters: 664,704 weights (the paper's "665K");
+the official model also has 1,217 biases.  Initialisation (paper): He et al. 2015.
+"""
+from .. import functional as F
+from .. import nn
+from .common import SRModel, chain_receptive_field, init_conv_
+
+
+class VDSR(SRModel):
+    """VDSR: ``depth`` 3x3 conv layers, ``channels`` wide, plus the input (global residual).
+
+    ``scale`` is recorded only (one network for every scale). ``bias=False`` gives the bias-free
+    variant of the popular PyTorch re-training (twtygqyy). Shapes: ``(N, 1, H, W) -> (N, 1, H, W)``.
+    """
+
+    input_convention = "bicubic-y"
+
+    def __init__(self, scale=3, depth=20, channels=64, bias=True, in_channels=1):
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"VDSR needs depth >= 2, got {depth}")
+        self.scale, self.depth, self.in_channels = scale, depth, in_channels
+        convs = [nn.Conv2d(in_channels, channels, 3, padding=1, bias=bias)]
+        convs += [nn.Conv2d(channels, channels, 3, padding=1, bias=bias) for _ in range(depth - 2)]
+        convs += [nn.Conv2d(channels, in_channels, 3, padding=1, bias=bias)]
+        self.layers = nn.ModuleList([init_conv_(c, "he") for c in convs])
+
+    @property
+    def receptive_field(self):
+        return chain_receptive_field([3] * self.depth)
+
+    def forward(self, x):
+        """``x``: bicubic-upsampled Y ``(N, 1, H, W)`` -> ``x + residual``, same shape."""
+        h = x
+        for conv in self.layers[:-1]:
+            h = F.relu(conv(h))
+        return x + self.layers[-1](h)
