@@ -1,18 +1,50 @@
 """Pointwise non-linearities: ReLU (SRCNN, VDSR), PReLU (FSRCNN, SRResNet), LeakyReLU (SRGAN's
 discriminator), sigmoid and tanh.  Each derivative is written in terms of what forward already had.
+
+On the CPU, float32 arrays go through the fused one-pass Numba kernels of ``tinysr_kernels.cpu``
+(:func:`_fast`); the NumPy lines below are their twins, used for float64 (gradient checks), on the GPU,
+and whenever ``set_conv_impl("numpy")`` / ``TINYSR_KERNELS=numpy`` asks for the teaching version.
 """
+import numpy as np
+
 from .. import backend
 from ..autograd import Function
+from .conv import cpu_kernels
+
+
+def _fast(*arrays):
+    """The CPU kernel module when every array is a float32 NumPy array and the kernels are on."""
+    if all(type(a) is np.ndarray and a.dtype == np.float32 for a in arrays):
+        return cpu_kernels()
+    return None
+
+
+def _flat(a):
+    return np.ascontiguousarray(a).reshape(-1)
 
 
 class ReLU(Function):
     """max(x, 0) (Nair & Hinton, 2010); its gradient passes where the input was positive."""
 
     def forward(self, x):
+        k = _fast(x)
+        if k is not None:
+            # Keep the output, not a mask: it is alive anyway as the next layer's input, and
+            # y > 0 exactly where x > 0.
+            self.y = np.empty(x.shape, dtype=x.dtype)
+            k.pointwise.relu_forward(_flat(x), self.y.reshape(-1))
+            return self.y
         self.mask = x > 0
         return x * self.mask
 
     def backward(self, gy):
+        if hasattr(self, "y"):
+            k = _fast(gy)
+            if k is not None:
+                gx = np.empty(gy.shape, dtype=gy.dtype)
+                k.pointwise.relu_backward(self.y.reshape(-1), _flat(gy), gx.reshape(-1))
+                return gx
+            return gy * (self.y > 0)
         return gy * self.mask
 
 
@@ -23,10 +55,23 @@ class LeakyReLU(Function):
         self.slope = slope
 
     def forward(self, x):
+        k = _fast(x)
+        if k is not None:
+            self.x = _flat(x)
+            y = np.empty(x.shape, dtype=x.dtype)
+            k.pointwise.leaky_forward(self.x, np.float32(self.slope), y.reshape(-1))
+            return y
         self.mask = x > 0
         return x * (self.mask + (~self.mask) * x.dtype.type(self.slope))
 
     def backward(self, gy):
+        if hasattr(self, "x"):
+            k = _fast(gy)
+            gx = np.empty(gy.shape, dtype=gy.dtype)
+            if k is not None:
+                k.pointwise.leaky_backward(self.x, _flat(gy), np.float32(self.slope), gx.reshape(-1))
+                return gx
+            self.mask = self.x.reshape(gy.shape) > 0
         return gy * (self.mask + (~self.mask) * gy.dtype.type(self.slope))
 
 
@@ -41,6 +86,14 @@ class PReLU(Function):
         if a.ndim != 1 or a.shape[0] not in (1, x.shape[1] if x.ndim > 1 else 1):
             raise ValueError(f"prelu: the slope must have shape (1,) or (C,) = ({x.shape[1]},), got {a.shape}")
         self.a_shape = a.shape
+        k = _fast(x, a) if x.ndim > 1 else None
+        if k is not None:
+            self.fast = k
+            x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+            self.save_for_backward(x3, np.ascontiguousarray(a))
+            y = np.empty(x.shape, dtype=x.dtype)
+            k.pointwise.prelu_forward(x3, self.saved[1], y.reshape(x3.shape))
+            return y
         shape = (1, -1) + (1,) * (x.ndim - 2) if x.ndim > 1 else (-1,)
         self.ab = a.reshape(shape)
         self.neg = x <= 0
@@ -48,6 +101,14 @@ class PReLU(Function):
         return x + self.neg * (self.ab - 1) * x
 
     def backward(self, gy):
+        if getattr(self, "fast", None) is not None and gy.dtype == np.float32:
+            x3, a = self.saved
+            gx = np.empty(gy.shape, dtype=gy.dtype)
+            ga_nc = np.empty(x3.shape[:2], dtype=np.float32)
+            self.fast.pointwise.prelu_backward(x3, a, np.ascontiguousarray(gy).reshape(x3.shape),
+                                               gx.reshape(x3.shape), ga_nc)
+            ga = ga_nc.sum(dtype=np.float64) if self.a_shape[0] == 1 else ga_nc.sum(axis=0, dtype=np.float64)
+            return gx, np.asarray(ga, dtype=np.float32).reshape(self.a_shape)
         (x,) = self.saved
         gx = gy * (1 + self.neg * (self.ab - 1))
         ga_map = gy * x * self.neg

@@ -19,6 +19,9 @@ These NumPy functions are the readable teaching version (vectorised over kernel 
 Python loop over pixels).  Faster implementations (Numba on the CPU, CUDA on the GPU) live in
 ``kernels/`` and are tested against these.
 """
+import os
+import warnings
+
 import numpy as np
 
 from .. import backend
@@ -128,32 +131,108 @@ class NumpyConvImpl:
 
 
 _IMPLS = {"numpy": NumpyConvImpl}
-_preferred = {"cpu": None, "cuda": None}  # name of a registered fast implementation per device kind
+_default = {"cpu": None, "cuda": None}    # fast implementation registered for each device kind
+_preferred = {"cpu": None, "cuda": None}  # the user's explicit choice (set_conv_impl), None = default
+_autoload = {"cpu": None}                 # None: not tried yet; then the loaded module or False
+
+# Values of TINYSR_KERNELS that keep the CPU on the NumPy teaching version.
+_OFF = ("numpy", "0", "off", "false", "none")
 
 
 def register_conv_impl(name, impl, device="cpu", prefer=True):
-    """Plug in a faster implementation of the three conv maps (used by ``kernels/``)."""
+    """Plug in a faster implementation of the three conv maps (used by ``kernels/``).
+
+    ``impl`` has ``forward``, ``backward_data`` and ``backward_weight`` with the signatures of
+    :class:`NumpyConvImpl`; optionally ``fuses_bias = True`` (``forward`` takes ``bias=``), a fused
+    ``backward(x, w, gy, stride, padding, need_x)`` and ``bias_grad(gy)``.  With ``prefer`` it becomes
+    the default for ``device``; an explicit :func:`set_conv_impl` choice still wins.
+    """
     _IMPLS[name] = impl
     if prefer:
-        _preferred[device] = name
+        _default[device] = name
 
 
 def set_conv_impl(name=None, device="cpu"):
-    """Choose the implementation by name (``"numpy"`` for the teaching version, ``None`` for the default)."""
+    """Choose the implementation by name: ``"numpy"`` for the teaching version (on the CPU this also
+    switches the Numba activation and pixel-shuffle kernels off), ``"numba"`` for the fast CPU kernels,
+    ``None`` for the default (the fast kernels, unless the environment says ``TINYSR_KERNELS=numpy``).
+    """
+    if name == "numba" and device == "cpu" and "numba" not in _IMPLS:
+        _load_cpu_kernels(force=True)
     if name is not None and name not in _IMPLS:
         raise ValueError(f"unknown convolution implementation {name!r}; registered: {sorted(_IMPLS)}")
     _preferred[device] = name
+
+
+def _load_cpu_kernels(force=False):
+    """Import ``tinysr_kernels.cpu`` once (lazily: Numba costs time to import) and register it."""
+    if _autoload["cpu"] is not None and not force:
+        return _autoload["cpu"]
+    _autoload["cpu"] = False
+    if not force and os.environ.get("TINYSR_KERNELS", "").strip().lower() in _OFF:
+        return False
+    try:
+        import tinysr_kernels.cpu as kernels
+    except ImportError as exc:  # e.g. Numba missing: the NumPy path still works, just slower
+        warnings.warn(f"tinysr: the Numba CPU kernels are unavailable ({exc}); using the NumPy version")
+        return False
+    kernels.enable()
+    _autoload["cpu"] = kernels
+    return kernels
+
+
+def cpu_kernels():
+    """The ``tinysr_kernels.cpu`` module when the fast CPU path is in use, else None.
+
+    Activations and pixel shuffle ask this so that ``set_conv_impl("numpy")`` or ``TINYSR_KERNELS=numpy``
+    puts the whole CPU path back on the NumPy twins.
+    """
+    if _preferred["cpu"] == "numpy":
+        return None
+    kernels = _load_cpu_kernels()
+    return kernels or None
+
+
+_cuda_autoload = []  # [True] once tinysr_kernels.cuda has been tried
+
+
+def _load_cuda_kernels():
+    """Register ``tinysr_kernels.cuda.CudaConvImpl`` for "cuda" the first time a CuPy array reaches a conv.
+
+    Lazy, so that ``import tinysr`` never imports Numba's CUDA support.  When Numba cannot compile
+    CUDA kernels here (no NVVM, say), the CuPy run of the NumPy code above is used instead.
+    """
+    if _cuda_autoload:
+        return
+    _cuda_autoload.append(True)
+    try:
+        from tinysr_kernels.cuda.conv import CudaConvImpl
+        ok, reason = CudaConvImpl.available()
+    except Exception as exc:  # Numba missing, or its CUDA support failing to load
+        ok, reason = False, f"{type(exc).__name__}: {exc}"
+    if ok:
+        register_conv_impl(CudaConvImpl.name, CudaConvImpl, device="cuda")
+    else:
+        warnings.warn(f"tinysr: the Numba CUDA kernels are unavailable ({reason}); convolutions on the GPU "
+                      "use CuPy running the NumPy code (correct, slower)")
 
 
 def conv_impl(x):
     """The implementation used for arrays like ``x``."""
     kind = "cuda" if backend.is_cupy_array(x) else "cpu"
     name = _preferred.get(kind)
+    if name is None:
+        if kind == "cpu":
+            _load_cpu_kernels()
+        else:
+            _load_cuda_kernels()
+        name = _default.get(kind)
     return _IMPLS[name] if name else NumpyConvImpl
 
 
-def _bias_grad(gy):
-    return gy.sum(axis=(0, 2, 3))
+def _bias_grad(gy, impl=None):
+    fast = getattr(impl, "bias_grad", None)
+    return fast(gy) if fast is not None else gy.sum(axis=(0, 2, 3))
 
 
 class Conv2d(Function):
@@ -169,6 +248,8 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: the input has {x.shape[1]} channels but the weight expects {w.shape[1]}")
         self.save_for_backward(x, w)
         self.impl = conv_impl(x)
+        if b is not None and getattr(self.impl, "fuses_bias", False):
+            return self.impl.forward(x, w, self.stride, self.padding, bias=b)  # bias added in the kernel
         y = self.impl.forward(x, w, self.stride, self.padding)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
@@ -176,9 +257,14 @@ class Conv2d(Function):
 
     def backward(self, gy):
         x, w = self.saved
-        gx = self.impl.backward_data(gy, w, x.shape, self.stride, self.padding)
-        gw = self.impl.backward_weight(x, gy, w.shape, self.stride, self.padding)
-        return (gx, gw) if len(self.inputs) == 2 else (gx, gw, _bias_grad(gy))
+        # A network's input needs no gradient: skipping it saves SRCNN's biggest col2im.
+        need_x = self.inputs[0].requires_grad
+        if hasattr(self.impl, "backward"):
+            gx, gw = self.impl.backward(x, w, gy, self.stride, self.padding, need_x)
+        else:
+            gx = self.impl.backward_data(gy, w, x.shape, self.stride, self.padding) if need_x else None
+            gw = self.impl.backward_weight(x, gy, w.shape, self.stride, self.padding)
+        return (gx, gw) if len(self.inputs) == 2 else (gx, gw, _bias_grad(gy, self.impl))
 
 
 def conv_transpose_output_size(size, k, stride, padding, output_padding):
@@ -223,9 +309,9 @@ class ConvTranspose2d(Function):
 
     def backward(self, gy):
         x, w = self.saved
-        gx = self.impl.forward(gy, w, self.stride, self.padding)
+        gx = self.impl.forward(gy, w, self.stride, self.padding) if self.inputs[0].requires_grad else None
         gw = self.impl.backward_weight(gy, x, w.shape, self.stride, self.padding)
-        return (gx, gw) if len(self.inputs) == 2 else (gx, gw, _bias_grad(gy))
+        return (gx, gw) if len(self.inputs) == 2 else (gx, gw, _bias_grad(gy, self.impl))
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
@@ -250,4 +336,4 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 __all__ = ["conv2d", "conv_transpose2d", "im2col", "col2im", "Conv2d", "ConvTranspose2d",
            "register_conv_impl", "set_conv_impl", "conv_output_size", "conv_transpose_output_size",
-           "NumpyConvImpl", "Tensor"]
+           "NumpyConvImpl", "conv_impl", "cpu_kernels", "Tensor"]

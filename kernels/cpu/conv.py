@@ -1,0 +1,208 @@
+"""The fast CPU convolution: :class:`NumbaConvImpl`, registered with tinysr as ``"numba"``.
+
+Same three linear maps as :class:`tinysr.functional.conv.NumpyConvImpl` (forward, backward_data,
+backward_weight), plus a fused ``backward`` that computes both gradients in one pass.  What makes it
+lean in time and memory:
+
+* **Per-shape choice.**  Layers with at most :attr:`NumbaConvImpl.direct_max_out` output channels
+  (SRCNN's, VDSR's and EDSR's last layers) use the direct kernels of :mod:`.direct`; a GEMM with 1-3
+  rows is all column-building and no arithmetic.  Everything else is im2col + one OpenBLAS sgemm per
+  slice of the batch, oriented ``W (O, K) @ cols (K, M)`` so the long dimension M = samples*pixels is
+  the GEMM's N.
+* **Bounded, reused buffers.**  The batch is cut into slices whose column matrix fits
+  :attr:`NumbaConvImpl.col_budget` bytes; the buffers are allocated once and reused by every layer and
+  every step (a fresh 60-340 MB array per call costs page faults and zeroing).  The column matrix is
+  never kept for backward: ``backward`` recomputes it, one slice at a time.
+* **No spinning thread pools.**  GEMMs go through :func:`.threads.gemm` (see :mod:`.threads`).
+* **Fused layout moves.**  The GEMM result (O, M) is transposed back to NCHW by a Numba kernel that
+  also adds the bias; ``backward`` gathers the output gradient once per slice and uses it for both
+  the weight gradient and the input gradient.
+* **float32 only.**  Other dtypes (float64 gradient checks) go to the NumPy implementation.
+"""
+import numpy as np
+
+from tinysr.functional.conv import NumpyConvImpl, conv_output_size
+
+from . import direct
+from .im2col import cm_to_nchw_bias, col2im_into, im2col_into, nchw_to_cm
+from .pointwise import bias_grad
+from .threads import gemm
+
+_buffers = {}
+
+
+def _buffer(name, size):
+    """A float32 scratch array of ``size`` elements, reused across calls (grown, never shrunk)."""
+    buf = _buffers.get(name)
+    if buf is None or buf.size < size:
+        _buffers.pop(name, None)  # free the old one before allocating the larger one
+        buf = np.empty(size, dtype=np.float32)
+        _buffers[name] = buf
+    return buf[:size]
+
+
+def release_buffers():
+    """Free the scratch buffers (they are re-created, at the size needed, on the next convolution)."""
+    _buffers.clear()
+
+
+def _fast(*arrays):
+    return all(type(a) is np.ndarray and a.dtype == np.float32 for a in arrays)
+
+
+def _pad(x, ph, pw):
+    if ph == 0 and pw == 0:
+        return np.ascontiguousarray(x)
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+class NumbaConvImpl:
+    """Convolution maps on NumPy float32 arrays with Numba kernels and OpenBLAS (see module docstring).
+
+    ``forward(x, w, stride, padding, bias=None)`` -> y (N, O, OH, OW), bias fused in;
+    ``backward_data(gy, w, x_shape, stride, padding)`` -> gx;
+    ``backward_weight(x, gy, w_shape, stride, padding)`` -> gw;
+    ``backward(x, w, gy, stride, padding, need_x=True)`` -> (gx or None, gw), sharing one pass.
+    """
+
+    name = "numba"
+    fuses_bias = True
+    direct_max_out = 3
+    col_budget = 48 << 20  # bytes of column matrix per batch slice
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def _slice(cls, n, k, p):
+        """Samples per batch slice so that the (k, slice*p) column matrix fits the budget."""
+        return int(max(1, min(n, cls.col_budget // (4 * k * p))))
+
+    @classmethod
+    def _direct(cls, o):
+        return o <= cls.direct_max_out
+
+    # ------------------------------------------------------------------ forward
+    @classmethod
+    def forward(cls, x, w, stride, padding, bias=None):
+        if not _fast(x, w) or (bias is not None and not _fast(bias)):
+            y = NumpyConvImpl.forward(x, w, stride, padding)
+            if bias is not None:
+                y += bias.reshape(1, -1, 1, 1)
+            return y
+        (sh, sw), (ph, pw) = stride, padding
+        x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+        n, c, h, wd = x.shape
+        o, _, kh, kw = w.shape
+        oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(wd, kw, sw, pw)
+        if oh <= 0 or ow <= 0:
+            raise ValueError(f"the input {h}x{wd} is smaller than the {kh}x{kw} kernel (padding {ph},{pw})")
+        has_bias = bias is not None
+        b = np.ascontiguousarray(bias) if has_bias else np.zeros(1, np.float32)
+        if cls._direct(o):
+            y = np.empty((n, o, oh, ow), dtype=np.float32)
+            direct.forward(_pad(x, ph, pw), w, b, has_bias, sh, sw, y)
+            return y
+        k, p = c * kh * kw, oh * ow
+        nb = cls._slice(n, k, p)
+        w2 = w.reshape(o, k)
+        y = np.empty((n, o, p), dtype=np.float32)
+        for n0 in range(0, n, nb):
+            m = min(nb, n - n0)
+            cols = _buffer("cols", k * m * p).reshape(k, m * p)
+            im2col_into(x, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, cols)
+            y2 = _buffer("out", o * m * p).reshape(o, m * p)
+            gemm(w2, cols, y2)
+            cm_to_nchw_bias(y2, n0, m, b, has_bias, y)
+        return y.reshape(n, o, oh, ow)
+
+    # ------------------------------------------------------------------ backward
+    @classmethod
+    def backward(cls, x, w, gy, stride, padding, need_x=True):
+        """Both gradients of y = conv(x, w): (gx, gw), with gx None when ``need_x`` is false.
+
+        Per batch slice: gather gy into (O, M) once, rebuild the columns, ``gW += gY @ cols^T``, then
+        reuse the column buffer for ``dcols = W^T @ gY`` and fold it back with col2im.
+        """
+        if not _fast(x, w, gy):
+            gx = NumpyConvImpl.backward_data(gy, w, x.shape, stride, padding) if need_x else None
+            return gx, NumpyConvImpl.backward_weight(x, gy, w.shape, stride, padding)
+        (sh, sw), (ph, pw) = stride, padding
+        x, w, gy = np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(gy)
+        n, c, h, wd = x.shape
+        o, _, kh, kw = w.shape
+        oh, ow = gy.shape[2], gy.shape[3]
+        if cls._direct(o):
+            xp = _pad(x, ph, pw)
+            gw = np.empty(w.shape, dtype=np.float32)
+            direct.backward_weight(xp, gy, sh, sw, gw)
+            gx = None
+            if need_x:
+                gx = cls._direct_data(gy, w, x.shape, sh, sw, ph, pw)
+            return gx, gw
+        k, p = c * kh * kw, oh * ow
+        nb = cls._slice(n, k, p)
+        w2 = w.reshape(o, k)
+        g3 = gy.reshape(n, o, p)
+        gw = np.zeros((o, k), dtype=np.float32)
+        part = np.empty((o, k), dtype=np.float32) if nb < n else None
+        gx = np.empty(x.shape, dtype=np.float32) if need_x else None
+        for n0 in range(0, n, nb):
+            m = min(nb, n - n0)
+            gyc = _buffer("out", o * m * p).reshape(o, m * p)
+            nchw_to_cm(g3, n0, m, gyc)
+            cols = _buffer("cols", k * m * p).reshape(k, m * p)
+            im2col_into(x, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, cols)
+            if part is None:
+                gemm(cols, gyc.T, gw.T)
+            else:
+                gemm(cols, gyc.T, part.T)
+                gw += part
+            if need_x:
+                gemm(w2.T, gyc, cols)
+                col2im_into(cols, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, gx)
+        return gx, gw.reshape(w.shape)
+
+    @classmethod
+    def _direct_data(cls, gy, w, x_shape, sh, sw, ph, pw):
+        n, c, h, wd = x_shape
+        oh, ow = gy.shape[2], gy.shape[3]
+        # The padded gradient must cover every tap position; its border is dropped afterwards.
+        hp, wp = max(h + 2 * ph, (oh - 1) * sh + w.shape[2]), max(wd + 2 * pw, (ow - 1) * sw + w.shape[3])
+        gxp = np.empty((n, c, hp, wp), dtype=np.float32)
+        direct.backward_data(gy, w, sh, sw, gxp)
+        if ph == 0 and pw == 0 and hp == h and wp == wd:
+            return gxp
+        return np.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + wd])
+
+    @classmethod
+    def backward_data(cls, gy, w, x_shape, stride, padding):
+        if not _fast(gy, w):
+            return NumpyConvImpl.backward_data(gy, w, x_shape, stride, padding)
+        (sh, sw), (ph, pw) = stride, padding
+        gy, w = np.ascontiguousarray(gy), np.ascontiguousarray(w)
+        n, c, h, wd = x_shape
+        o, _, kh, kw = w.shape
+        oh, ow = gy.shape[2], gy.shape[3]
+        if cls._direct(o):
+            return cls._direct_data(gy, w, x_shape, sh, sw, ph, pw)
+        k, p = c * kh * kw, oh * ow
+        nb = cls._slice(n, k, p)
+        w2t = w.reshape(o, k).T
+        g3 = gy.reshape(n, o, p)
+        gx = np.empty(x_shape, dtype=np.float32)
+        for n0 in range(0, n, nb):
+            m = min(nb, n - n0)
+            gyc = _buffer("out", o * m * p).reshape(o, m * p)
+            nchw_to_cm(g3, n0, m, gyc)
+            cols = _buffer("cols", k * m * p).reshape(k, m * p)
+            gemm(w2t, gyc, cols)
+            col2im_into(cols, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, gx)
+        return gx
+
+    @classmethod
+    def backward_weight(cls, x, gy, w_shape, stride, padding):
+        if not _fast(x, gy):
+            return NumpyConvImpl.backward_weight(x, gy, w_shape, stride, padding)
+        w = np.empty(w_shape, dtype=np.float32)  # only its shape is read when need_x is false
+        return cls.backward(x, w, gy, stride, padding, need_x=False)[1]
+
+    bias_grad = staticmethod(bias_grad)

@@ -1,0 +1,95 @@
+"""Direct convolution for layers with few output channels (SRCNN's 32->1 5x5 output layer, VDSR's
+64->1 and EDSR's 64->3 tails).
+
+Through im2col such a layer is a GEMM with 1-3 rows: all the cost is building a column matrix
+kh*kw times larger than the input (172 MiB for SRCNN's last layer at batch 128) that is then read
+once.  Here every output value is accumulated straight from the (padded) input instead.  The loops
+are ordered so that the innermost one walks a contiguous row of the input and of the output plane
+(``j``), which LLVM vectorises; the output plane of one (sample, channel) stays in L1 while all
+C*kh*kw taps are added into it.
+
+Twin: :class:`tinysr.functional.conv.NumpyConvImpl` (the same three maps via im2col + GEMM).
+All three take an input already zero-padded by the caller (``xp`` / ``gxp``).
+"""
+from numba import njit, prange
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def forward(xp, w, bias, has_bias, sh, sw, y):
+    """y (N, O, OH, OW) = conv(xp, w) + bias, with ``xp`` the padded input (N, C, Hp, Wp)."""
+    n_b, c_in = xp.shape[0], xp.shape[1]
+    o_ch, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = y.shape[2], y.shape[3]
+    for t in prange(n_b * o_ch):
+        n = t // o_ch
+        o = t - n * o_ch
+        b = bias[o] if has_bias else 0.0
+        for i in range(oh):
+            for j in range(ow):
+                y[n, o, i, j] = b
+        for c in range(c_in):
+            for u in range(kh):
+                for v in range(kw):
+                    wv = w[o, c, u, v]
+                    for i in range(oh):
+                        r = i * sh + u
+                        if sw == 1:
+                            for j in range(ow):
+                                y[n, o, i, j] += wv * xp[n, c, r, j + v]
+                        else:
+                            for j in range(ow):
+                                y[n, o, i, j] += wv * xp[n, c, r, j * sw + v]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def backward_data(gy, w, sh, sw, gxp):
+    """gxp (N, C, Hp, Wp) = the adjoint in x of :func:`forward` (overwritten; padding border included)."""
+    n_b, c_in = gxp.shape[0], gxp.shape[1]
+    o_ch, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = gy.shape[2], gy.shape[3]
+    hp, wp = gxp.shape[2], gxp.shape[3]
+    for t in prange(n_b * c_in):
+        n = t // c_in
+        c = t - n * c_in
+        for a in range(hp):
+            for b in range(wp):
+                gxp[n, c, a, b] = 0.0
+        for o in range(o_ch):
+            for u in range(kh):
+                for v in range(kw):
+                    wv = w[o, c, u, v]
+                    for i in range(oh):
+                        r = i * sh + u
+                        if sw == 1:
+                            for j in range(ow):
+                                gxp[n, c, r, j + v] += wv * gy[n, o, i, j]
+                        else:
+                            for j in range(ow):
+                                gxp[n, c, r, j * sw + v] += wv * gy[n, o, i, j]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def backward_weight(xp, gy, sh, sw, gw):
+    """gw (O, C, kh, kw) = sum over samples and positions of gy * the matching window of ``xp``.
+
+    One task per weight: a long dot product over N*OH*OW values (fastmath lets it vectorise the sum).
+    """
+    n_b = xp.shape[0]
+    o_ch, c_in, kh, kw = gw.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    for t in prange(o_ch * c_in * kh * kw):
+        v = t % kw
+        u = (t // kw) % kh
+        c = (t // (kh * kw)) % c_in
+        o = t // (c_in * kh * kw)
+        acc = 0.0
+        for n in range(n_b):
+            for i in range(oh):
+                r = i * sh + u
+                if sw == 1:
+                    for j in range(ow):
+                        acc += gy[n, o, i, j] * xp[n, c, r, j + v]
+                else:
+                    for j in range(ow):
+                        acc += gy[n, o, i, j] * xp[n, c, r, j * sw + v]
+        gw[o, c, u, v] = acc

@@ -1,0 +1,110 @@
+"""Who owns the cores: OpenBLAS (the GEMMs) or Numba (everything around them).
+
+Both libraries keep a pool of worker threads.  After a parallel region their workers do not sleep at
+once: OpenBLAS's busy-wait for a while and libgomp (Numba's default "omp" threading layer) spins too.
+On a machine with few cores, a Numba kernel that starts right after a GEMM then shares its cores with
+OpenBLAS threads that are only waiting for work, and the reverse -- the same training step measured
+1.6-4x slower that way.
+
+Measured on the 2-core machine (VDSR 64->64 3x3 layer, batch 16): forward + backward took 79 + 821 ms
+with both pools at 2 threads and 50 + 97 ms with OpenBLAS at 1 thread -- the backward alternates
+Numba kernels and GEMMs, and every switch paid for the other pool's spinning.
+
+So tinysr decides who owns the cores, once, before the first kernel runs:
+
+* Numba owns the parallel loops and uses its "workqueue" layer, whose idle workers block instead of
+  spinning.  (``NUMBA_THREADING_LAYER`` set by the user wins.)
+* NumPy's OpenBLAS runs single-threaded (it has no non-spinning mode that can be set after it is
+  loaded), and :func:`gemm` spreads one large GEMM over :func:`get_num_threads` Python threads by
+  splitting the output's columns -- NumPy releases the GIL inside BLAS, and idle Python threads block.
+
+:func:`set_num_threads` sets both (what the benchmark uses to run tinysr and PyTorch on the same
+thread count); :func:`info` says what is in effect.  ``TINYSR_BLAS_THREADS=keep`` leaves OpenBLAS's
+own threading alone.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_configured = False
+_threads = os.cpu_count() or 1
+_pool = None
+
+
+def configure():
+    """Choose Numba's threading layer before its first parallel kernel runs (idempotent)."""
+    global _configured, _threads
+    if _configured:
+        return
+    import numba
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # Only effective before the first parallel launch; harmless otherwise.
+        numba.config.THREADING_LAYER = "workqueue"
+    _threads = min(_threads, numba.config.NUMBA_NUM_THREADS)
+    if os.environ.get("TINYSR_BLAS_THREADS", "").lower() != "keep":
+        _numpy_blas().limit(limits=1)
+    _configured = True
+
+
+def _numpy_blas():
+    """NumPy's and SciPy's BLAS (not PyTorch's: its threads are PyTorch's business)."""
+    c = _blas_controller().select(user_api="blas")
+    libs = [lib for lib in c.lib_controllers if "numpy" in lib.filepath or "scipy" in lib.filepath]
+    c.lib_controllers = libs
+    return c
+
+
+def get_num_threads():
+    """Threads tinysr's kernels and GEMMs use."""
+    return _threads
+
+
+def gemm(a, b, out):
+    """``out[...] = a @ b`` (2-D float32), split by output columns over :func:`get_num_threads` threads.
+
+    Each part is a single-threaded OpenBLAS sgemm on a column slice of ``b`` and ``out``; small GEMMs
+    (fewer than 256 columns per thread) run in one piece.
+    """
+    n = out.shape[1]
+    t = min(_threads, n // 256)
+    if t <= 1:
+        return np.matmul(a, b, out=out)
+    global _pool
+    if _pool is None or _pool._max_workers < t - 1:
+        _pool = ThreadPoolExecutor(max_workers=t - 1, thread_name_prefix="tinysr-gemm")
+    cuts = [n * i // t for i in range(t + 1)]
+    futures = [_pool.submit(np.matmul, a, b[:, cuts[i]:cuts[i + 1]], out=out[:, cuts[i]:cuts[i + 1]])
+               for i in range(1, t)]
+    np.matmul(a, b[:, :cuts[1]], out=out[:, :cuts[1]])
+    for f in futures:
+        f.result()
+    return out
+
+
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
+
+def set_num_threads(n):
+    """Use ``n`` threads for Numba's parallel loops and for tinysr's GEMMs (see :func:`gemm`)."""
+    import numba
+    global _threads
+    configure()
+    _threads = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(_threads)
+
+
+def info():
+    """A dict: Numba's threading layer and thread count, and each BLAS library's thread count."""
+    import numba
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        layer = numba.config.THREADING_LAYER
+    blas = [{"library": p["internal_api"], "threads": p["num_threads"], "file": os.path.basename(p["filepath"])}
+            for p in _blas_controller().info() if p["user_api"] == "blas"]
+    return {"numba_layer": layer, "numba_threads": numba.get_num_threads(), "gemm_threads": _threads, "blas": blas,
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}

@@ -1,0 +1,168 @@
+"""Kernel level (DESIGN.md, testing layer 2): every Numba CPU kernel equals its NumPy twin.
+
+Sizes are odd, strides 1/2/3, paddings 0/1/4, and inputs are deliberately non-contiguous (strided
+views and transposes) -- the cases where index arithmetic goes wrong.  float32 throughout: that is the
+dtype the kernels serve (float64 falls back to NumPy by design, see NumbaConvImpl).
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+from tinysr_kernels import cpu as K  # noqa: E402
+from tinysr_kernels.cpu import conv as kconv  # noqa: E402
+
+from tinysr import Tensor  # noqa: E402
+from tinysr import functional as F  # noqa: E402
+from tinysr.functional import conv as C  # noqa: E402
+from tinysr.functional import shape as S  # noqa: E402
+
+STRIDES, PADS = (1, 2, 3), (0, 1, 4)
+
+
+def noncontig(a, rng):
+    """The same values as ``a`` but as a strided view (every other element of a larger array)."""
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+    big[..., ::2] = a
+    view = big[..., ::2]
+    assert not view.flags.c_contiguous
+    return view
+
+
+def rnd(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def close(a, b, tol=2e-5):
+    scale = max(1.0, float(np.abs(b).max()))
+    assert a.shape == b.shape and a.dtype == b.dtype
+    assert np.abs(a - b).max() <= tol * scale, np.abs(a - b).max() / scale
+
+
+CASES = [(n, c, h, w, k, s, p) for (n, c, h, w), k, s, p in itertools.product(
+    [(2, 3, 9, 7), (1, 1, 13, 11), (3, 2, 5, 6)], (1, 3, 5), STRIDES, PADS)
+    if (h + 2 * p - k) // s + 1 > 0 and (w + 2 * p - k) // s + 1 > 0]
+
+
+@pytest.mark.parametrize("n,c,h,w,k,s,p", CASES)
+def test_im2col_col2im_match_numpy(n, c, h, w, k, s, p):
+    rng = np.random.default_rng(n * 100 + k * 10 + s + p)
+    x = noncontig(rnd(rng, n, c, h, w), rng)
+    cols = K.im2col(x, k, k, (s, s), (p, p))
+    np.testing.assert_array_equal(cols, C.im2col(x, k, k, (s, s), (p, p)))  # pure copies: exact
+    g = rnd(rng, *cols.shape)
+    close(K.col2im(g.T.copy().T, x.shape, k, k, (s, s), (p, p)), C.col2im(g, x.shape, k, k, (s, s), (p, p)))
+
+
+def _conv_cases():
+    for (n, c, h, w), o, k, s, p in itertools.product([(2, 3, 9, 7), (3, 5, 11, 8)], (1, 3, 7), (1, 3, 5),
+                                                     STRIDES, PADS):
+        if (h + 2 * p - k) // s + 1 > 0 and (w + 2 * p - k) // s + 1 > 0:
+            yield n, c, h, w, o, k, s, p
+
+
+@pytest.mark.parametrize("budget", [1, 1 << 30], ids=["one-sample-slices", "whole-batch"])
+@pytest.mark.parametrize("n,c,h,w,o,k,s,p", list(_conv_cases()))
+def test_numba_conv_impl_matches_numpy(monkeypatch, budget, n, c, h, w, o, k, s, p):
+    """forward (bias fused), backward_data, backward_weight and the fused backward, GEMM and direct paths."""
+    monkeypatch.setattr(kconv.NumbaConvImpl, "col_budget", budget)
+    rng = np.random.default_rng(7 * n + o + k + s + p)
+    x = noncontig(rnd(rng, n, c, h, w), rng)
+    wt = rnd(rng, o, c, k, k)
+    b = rnd(rng, o)
+    st, pd = (s, s), (p, p)
+    fast, ref = kconv.NumbaConvImpl, C.NumpyConvImpl
+    y = fast.forward(x, wt, st, pd, bias=b)
+    close(y, ref.forward(x, wt, st, pd) + b.reshape(1, -1, 1, 1))
+    gy = noncontig(rnd(rng, *y.shape), rng)
+    gx_ref, gw_ref = ref.backward_data(gy, wt, x.shape, st, pd), ref.backward_weight(x, gy, wt.shape, st, pd)
+    close(fast.backward_data(gy, wt, x.shape, st, pd), gx_ref)
+    close(fast.backward_weight(x, gy, wt.shape, st, pd), gw_ref, 5e-5)
+    gx, gw = fast.backward(x, wt, gy, st, pd)
+    close(gx, gx_ref)
+    close(gw, gw_ref, 5e-5)
+    assert fast.backward(x, wt, gy, st, pd, need_x=False)[0] is None
+
+
+def test_numba_conv_falls_back_for_float64():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 7, 7)), rng.standard_normal((4, 3, 3, 3))
+    y = kconv.NumbaConvImpl.forward(x, w, (1, 1), (1, 1))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, C.NumpyConvImpl.forward(x, w, (1, 1), (1, 1)))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 5), (1, 5, 9, 11)])
+def test_bias_grad_matches_numpy(shape):
+    g = noncontig(rnd(np.random.default_rng(1), *shape), None)
+    close(K.bias_grad(g), g.sum(axis=(0, 2, 3)))
+
+
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_pixel_shuffle_matches_numpy(r):
+    rng = np.random.default_rng(r)
+    x = noncontig(rnd(rng, 2, 3 * r * r, 5, 7), rng)
+    y = K.pixel_shuffle(x, r)
+    twin = x.reshape(2, 3, r, r, 5, 7).transpose(0, 1, 4, 2, 5, 3).reshape(2, 3, 5 * r, 7 * r)  # shape.py's
+    np.testing.assert_array_equal(y, twin)
+    np.testing.assert_array_equal(K.pixel_unshuffle_array(noncontig(y, rng), r), S.pixel_unshuffle_array(y, r))
+
+
+@pytest.fixture
+def numpy_then_numba():
+    """Run a function under the NumPy twins and under the kernels; restores the default."""
+    def run(fn):
+        out = []
+        for impl in ("numpy", "numba"):
+            C.set_conv_impl(impl)
+            try:
+                out.append(fn())
+            finally:
+                C.set_conv_impl(None)
+        return out
+    return run
+
+
+@pytest.mark.parametrize("op", ["relu", "leaky_relu", "prelu1", "preluC", "pixel_shuffle"])
+def test_pointwise_ops_match_numpy_twins(numpy_then_numba, op):
+    """The Function-level switch: same forward and gradients with the kernels on and off."""
+    rng = np.random.default_rng(3)
+    x0 = noncontig(rnd(rng, 3, 8, 7, 9), rng)
+    a0 = {"prelu1": np.array([0.25], np.float32), "preluC": rnd(rng, 8)}.get(op)
+    gy = None
+
+    def run():
+        nonlocal gy
+        x = Tensor(x0, requires_grad=True)
+        a = Tensor(a0.copy(), requires_grad=True) if a0 is not None else None
+        y = {"relu": lambda: F.relu(x), "leaky_relu": lambda: F.leaky_relu(x, 0.2),
+             "pixel_shuffle": lambda: F.pixel_shuffle(x, 2)}.get(op, lambda: F.prelu(x, a))()
+        if gy is None:
+            gy = rnd(rng, *y.shape)
+        y.backward(gy)
+        return y.numpy(), x.grad, (a.grad if a is not None else None)
+
+    (y0, gx0, ga0), (y1, gx1, ga1) = numpy_then_numba(run)
+    close(y1, y0, 1e-6)
+    close(gx1, gx0, 1e-6)
+    if ga0 is not None:
+        close(ga1, ga0, 1e-5)
+
+
+def test_kernels_are_the_default_and_can_be_switched_off():
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    C.set_conv_impl(None)
+    assert C.conv_impl(x).name == "numba"
+    C.set_conv_impl("numpy")
+    try:
+        assert C.conv_impl(x).name == "numpy"
+        assert C.cpu_kernels() is None
+    finally:
+        C.set_conv_impl(None)
+    assert C.cpu_kernels() is K
+
+
+def test_thread_settings_are_reported():
+    info = K.threads.info()
+    assert info["numba_threads"] >= 1 and isinstance(info["blas"], list)
