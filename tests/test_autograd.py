@@ -174,3 +174,19 @@ def test_weight_used_16_times_matches_pytorch():
     assert abs(loss.item() - lt.item()) < 1e-10
     np.testing.assert_allclose(w.grad, wt.grad.numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(b.grad, bt.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_graph_does_not_keep_intermediate_tensors_alive():
+    """A node keeps only what its backward needs: the conv output feeding a ReLU is freed as soon as
+    the caller drops it (the graph holds an edge, not the tensor), yet backward still works."""
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((1, 2, 6, 6)).astype(np.float32))
+    w = Tensor(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), requires_grad=True)
+    h = F.conv2d(x, w, padding=1)
+    out = F.relu(h).sum()
+    ref = weakref.ref(h)
+    del h
+    gc.collect()
+    assert ref() is None
+    out.backward()
+    assert w.grad is not None and w.grad.shape == (3, 2, 3, 3)

@@ -21,7 +21,6 @@ during backward falls instead of growing.
 """
 import contextlib
 import threading
-import weakref
 
 import numpy as np
 
@@ -90,6 +89,7 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.creator = None  # the Function that produced this tensor, if recorded
+        self.output_index = 0  # which of the creator's outputs this tensor is
         self.name = name
 
     # ------------------------------------------------------------------ basic properties
@@ -191,24 +191,16 @@ class Tensor:
             self._accumulate(grad)
             return
 
-        order = _topological_order(self)
-        grads = {id(self): grad}  # gradients of non-leaf tensors, freed once used
-        done = set()
-        for t in order:  # outputs before the inputs they were computed from
-            f = t.creator
-            if f is None or id(f) in done:  # each function runs once (it may have several outputs)
-                continue
-            done.add(id(f))
+        # Gradients flowing into each (function, output index), freed as soon as that function has run.
+        grads = {(id(self.creator), self.output_index): grad}
+        for f in _topological_order(self.creator):  # every function before the ones that fed it
             if getattr(f, "released", False):
                 raise RuntimeError(f"backward through {type(f).__name__} a second time: its saved values were "
                                    "freed by the first backward; pass retain_graph=True to the first call")
-            outs = [o() for o in f.outputs]
             gys = []
-            for o, ref_shape, ref_dtype in zip(outs, f.output_shapes, f.output_dtypes):
-                g = grads.pop(id(o), None) if o is not None else None
-                if g is None:
-                    g = xp.zeros(ref_shape, dtype=ref_dtype)
-                gys.append(g)
+            for i, (ref_shape, ref_dtype) in enumerate(zip(f.output_shapes, f.output_dtypes)):
+                g = grads.pop((id(f), i), None)
+                gys.append(xp.zeros(ref_shape, dtype=ref_dtype) if g is None else g)
             gxs = f.backward(*gys)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
@@ -224,8 +216,9 @@ class Tensor:
                 if x.creator is None:
                     x._accumulate(gx)
                 else:
-                    prev = grads.get(id(x))
-                    grads[id(x)] = gx if prev is None else prev + gx
+                    key = (id(x.creator), x.output_index)
+                    prev = grads.get(key)
+                    grads[key] = gx if prev is None else prev + gx
             if not retain_graph:
                 f.release()
 
@@ -315,22 +308,22 @@ def _wrap(value, like):
 
 
 def _topological_order(root):
-    """Tensors reachable from ``root`` through creators, each after every tensor computed from it."""
+    """Functions reachable from ``root`` through their inputs' creators, each before every function
+    that produced one of its inputs (reverse post-order of a depth-first search)."""
     order, seen = [], set()
     stack = [(root, False)]
     while stack:  # iterative DFS: DRCN/DRRN graphs are deep enough to overflow recursion
-        t, done = stack.pop()
+        f, done = stack.pop()
         if done:
-            order.append(t)
+            order.append(f)
             continue
-        if id(t) in seen:
+        if id(f) in seen:
             continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t.creator is not None:
-            for x in t.creator.inputs:
-                if x.requires_grad and id(x) not in seen:
-                    stack.append((x, False))
+        seen.add(id(f))
+        stack.append((f, True))
+        for x in f.inputs:
+            if x.requires_grad and x.creator is not None and id(x.creator) not in seen:
+                stack.append((x.creator, False))
     order.reverse()
     return order
 
@@ -352,12 +345,15 @@ class Function:
         needs_grad = is_grad_enabled() and any(x.requires_grad for x in inputs)
         results = tuple(Tensor(y, requires_grad=needs_grad) for y in outputs)
         if needs_grad:
-            self.inputs = inputs
-            self.outputs = tuple(weakref.ref(y) for y in results)
+            # Keep leaves (they receive .grad) but only a light edge for computed inputs: holding the
+            # tensor itself would keep its array alive until backward even when this op needs none of
+            # it (a conv output feeding a ReLU), which multiplies peak memory in deep networks.
+            self.inputs = tuple(x if x.creator is None else _Edge(x) for x in inputs)
             self.output_shapes = tuple(y.shape for y in results)
             self.output_dtypes = tuple(y.dtype for y in results)
-            for y in results:
+            for i, y in enumerate(results):
                 y.creator = self
+                y.output_index = i
         else:
             self.release()
         return results[0] if single else results
@@ -376,6 +372,16 @@ class Function:
         self.__dict__.pop("saved", None)
         self.inputs = tuple(_Shell(x) for x in getattr(self, "inputs", ()))
         self.released = True
+
+
+class _Edge:
+    """A graph edge to a computed input: which function made it (and which of its outputs), and the
+    input's shape -- everything backward needs, without the input's array."""
+    __slots__ = ("creator", "output_index", "shape", "requires_grad")
+
+    def __init__(self, x):
+        self.creator, self.output_index = x.creator, x.output_index
+        self.shape, self.requires_grad = x.shape, x.requires_grad
 
 
 class _Shell:
