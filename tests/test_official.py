@@ -47,16 +47,21 @@ CASES = [
       for ds, rs in (("Set5", (36.58, 32.61, 30.11)), ("Set14", (32.28, 29.13, 27.19))) for s, r in zip((2, 3, 4), rs)],
     *[("fsrcnn yjn870 (PyTorch)", "fsrcnn", "fsrcnn/yjn870_pytorch/fsrcnn_x{s}.pth", "yjn870", ds, s, r)
       for ds, rs in (("Set5", (37.12, 33.22, 30.50)), ("Set14", (None, None, None))) for s, r in zip((2, 3, 4), rs)],
-    *[pytest.param("vdsr official", "vdsr", "vdsr/official_matconvnet/VDSR_Official.mat", "vdsr", "Set5", s, r,
-                   marks=S) for s, r in zip((2, 3, 4), (37.53, 33.66, 31.35))],
-    pytest.param("vdsr official", "vdsr", "vdsr/official_matconvnet/VDSR_Official.npz", "vdsr", "Set14", 3, 29.77,
-                 marks=S),
-    pytest.param("vdsr huangzehao Adam", "vdsr", "vdsr/huangzehao_caffe_adam/VDSR_Adam.mat", "vdsr", "Set5", 3, 33.68,
-                 marks=S),
-    pytest.param("vdsr twtygqyy (PyTorch)", "vdsr", "vdsr/twtygqyy_pytorch/model_epoch_50.pth", "pytorch", "Set5", 4,
-                 31.45, marks=S),
-    pytest.param("drrn B1U25 jt827859032", "drrn", "drrn/jt827859032_pytorch_via_mxnet_zoo/DRRN-B1U25-0000.params",
-                 "pytorch", "Set5", 3, 34.02, marks=S),
+    *[pytest.param("vdsr official", "vdsr", "vdsr/official_matconvnet/VDSR_Official.mat", "vdsr", ds, s, r, marks=S)
+      for ds, rs in (("Set5", (37.53, 33.66, 31.35)), ("Set14", (33.03, 29.77, 28.01))) for s, r in zip((2, 3, 4), rs)],
+    *[pytest.param("vdsr huangzehao Adam", "vdsr", "vdsr/huangzehao_caffe_adam/VDSR_Adam.mat", "vdsr", ds, s, r,
+                   marks=S)
+      for ds, rs in (("Set5", (37.58, 33.68, 31.33)), ("Set14", (33.00, 29.75, 27.95))) for s, r in zip((2, 3, 4), rs)],
+    # twtygqyy reports Set5 only, under its own protocol; Set14 is measured under the same one and recorded.
+    *[pytest.param("vdsr twtygqyy (PyTorch)", "vdsr", "vdsr/twtygqyy_pytorch/model_epoch_50.pth", "pytorch", ds, s,
+                   r, marks=S)
+      for ds, rs in (("Set5", (37.65, 33.77, 31.45)), ("Set14", (None, None, None))) for s, r in zip((2, 3, 4), rs)],
+    # DRRN is ~11x VDSR's work per pixel: Set5 runs in the default suite (~1 min a scale); Set14 (~5 min a scale,
+    # nothing reported by the source) only in the explicit sweep, `pytest -m sweep`, to keep CI under its budget.
+    *[pytest.param("drrn B1U25 jt827859032", "drrn", "drrn/jt827859032_pytorch_via_mxnet_zoo/DRRN-B1U25-0000.params",
+                   "pytorch", "Set5", s, r, marks=S) for s, r in zip((2, 3, 4), (37.69, 34.02, 31.70))],
+    *[pytest.param("drrn B1U25 jt827859032", "drrn", "drrn/jt827859032_pytorch_via_mxnet_zoo/DRRN-B1U25-0000.params",
+                   "pytorch", "Set14", s, None, marks=(S, pytest.mark.sweep)) for s in (2, 3, 4)],
 ]
 
 _IMAGES = {}

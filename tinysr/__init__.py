@@ -5,7 +5,10 @@ Import what you need from here::
     import tinysr
     from tinysr import nn, optim, functional as F
 
-Heavy or optional parts (data, metrics, models, the training API) are imported on first use, so
+The four calls most users need are ``tinysr.train``, ``tinysr.evaluate``, ``tinysr.upscale`` and
+``tinysr.load`` (see :mod:`tinysr.api`).
+
+Heavy or optional parts (data, metrics, the networks themselves) are imported on first use, so
 that ``import tinysr`` stays fast and never needs a GPU.
 """
 import importlib
@@ -14,6 +17,12 @@ __version__ = "0.1.0"
 
 from .autograd import Tensor, Function, no_grad, enable_grad, is_grad_enabled, tensor  # noqa: E402
 from . import functional, nn, optim  # noqa: E402
+
+# ``tinysr.train`` is the training *function* (tinysr.api.train).  The training-loop module of the same
+# name (tinysr/train.py, home of Trainer) is imported first: importing a submodule sets the package
+# attribute only the first time, so `from tinysr.train import Trainer` later cannot shadow the function.
+from . import train as _train_loop  # noqa: E402,F401
+from .api import train  # noqa: E402,F811
 
 # name -> (module, attribute or None for the module itself)
 _LAZY = {
@@ -27,6 +36,11 @@ _LAZY = {
     "models": ("tinysr.models", None),
     "imread": ("tinysr.data.io", "imread"),
     "imwrite": ("tinysr.data.io", "imwrite"),
+    "api": ("tinysr.api", None),
+    "evaluate": ("tinysr.api", "evaluate"),
+    "upscale": ("tinysr.api", "upscale"),
+    "load": ("tinysr.api", "load"),
+    "compare": ("tinysr.api", "compare"),
 }
 
 

@@ -1,10 +1,31 @@
-"""The ``tinysr`` command line: a thin wrapper over the Python API.
+"""The ``tinysr`` command line: a thin wrapper over the Python API (:mod:`tinysr.api`).
 
-Errors reach the user as one sentence, not a traceback (set ``TINYSR_DEBUG=1`` for the traceback).
+    tinysr upscale photo.png --model fsrcnn --scale 3 --out photo_x3.png
+    tinysr eval srcnn-x3 --dataset Set5 Set14 --scale 3
+    tinysr train srcnn --scale 3 --iterations 20000
+    tinysr models
+
+Errors reach the user as one sentence, not a traceback (set ``TINYSR_DEBUG=1`` for the traceback);
+exit code 1 for a failed command, 2 for a wrong command line (argparse's convention).  Warnings (an
+RGBA file that loses its alpha, a dataset with a missing image) are printed as one line each.
 """
 import argparse
 import os
 import sys
+import warnings
+
+EPILOG_MAIN = """\
+examples:
+  tinysr upscale builtin:chelsea --model fsrcnn --scale 3 --out cat_x3.png
+  tinysr upscale builtin:chelsea --scale 3 --compare cat_compare.png   # bicubic | model | original
+  tinysr eval bicubic --dataset Set5 Set14 B100 --scale 2 3 4 --summary
+  tinysr eval srcnn-x3 --dataset Set5                                 # shipped weights
+  tinysr eval runs/srcnn-x3-fast-seed0/step_0020000.npz                # your own checkpoint
+  tinysr train srcnn --scale 3 --iterations 20000                      # resumes if interrupted
+  tinysr models
+
+Datasets are found in $TINYSR_DATA/<name>, then ~/.cache/tinysr/<name>, else downloaded (sha256-checked).
+Every PSNR/SSIM is printed with the protocol it was measured under (Y channel, scale px shaved, ...)."""
 
 
 def _cmd_demo(args):
@@ -15,51 +36,219 @@ def _cmd_demo(args):
 def _cmd_models(args):
     from . import models
     print(models.format_models_table())
+    from .api import shipped_weights
+    shipped = shipped_weights()
+    if shipped:
+        print("\nshipped weights (tinysr.load(name)): " + ", ".join(sorted(shipped)))
+    else:
+        print("\nno trained weights are shipped in this copy yet (tinysr train <model> makes them)")
+
+
+def _paper_for(method, dataset, scale):
+    from . import metrics
+    if method == "bicubic":
+        return metrics.BICUBIC_PAPER.get(dataset, {}).get(scale)
+    return None
 
 
 def _cmd_eval(args):
-    from . import metrics
-    if args.model != "bicubic":
-        raise SystemExit("tinysr eval: only 'bicubic' can be evaluated so far (trained models come with the "
-                         "training pipeline)")
+    from . import api, metrics
     for dataset in args.dataset:
-        for scale in args.scale:
-            report = metrics.evaluate_bicubic(dataset, scale)
-            paper = metrics.BICUBIC_PAPER.get(report["dataset"], {}).get(scale)
+        for scale in args.scale or [None]:
+            if args.model == "bicubic":
+                report = api.evaluate("bicubic", dataset, scale=scale or 3)
+            else:
+                report = api.evaluate(args.model, dataset, scale=scale, self_ensemble=args.self_ensemble,
+                                      tile=args.tile)
+            paper = _paper_for(args.model, report["dataset"], report["scale"])
             print(metrics.format_report(report, per_image=not args.summary, paper=paper))
+            print()
+
+
+def _cmd_upscale(args):
+    from . import api
+    from .data.io import imwrite
+    if args.compare:
+        res = api.compare(args.image, model=args.model, scale=args.scale, out=args.compare, tile=_tile(args.tile),
+                          self_ensemble=args.self_ensemble)
+        print(f"{args.image} treated as the original, shrunk x{args.scale} and upscaled back:")
+        for k in ("bicubic", "model"):
+            name = os.path.basename(args.model) if k == "model" else "bicubic"
+            print(f"  {name:<12} PSNR {res[k]['psnr']:.3f} dB  SSIM {res[k]['ssim']:.4f}")
+        from .metrics import protocol
+        print(f"  ({protocol(args.scale)}; LR = uint8 bicubic RGB)")
+        print(f"side-by-side picture: {res['out']}")
+        if args.out:
+            imwrite(args.out, res["images"][1])
+            print(f"upscaled image: {args.out}")
+        return
+    out = args.out
+    if out is None:
+        stem = os.path.splitext(os.path.basename(args.image.split(":", 1)[-1]))[0]
+        out = f"{stem}_x{args.scale}.png"
+    sr = api.upscale(args.image, model=args.model, scale=args.scale, tile=_tile(args.tile),
+                     self_ensemble=args.self_ensemble, out=out)
+    print(f"wrote {out} ({sr.shape[1]}x{sr.shape[0]})")
+
+
+def _tile(value):
+    if value in (None, "auto"):
+        return "auto"
+    if str(value).lower() in ("0", "none", "off"):
+        return None
+    try:
+        t = int(value)
+    except ValueError:
+        raise ValueError(f"--tile must be a number of pixels, 'auto' or 'off', not {value!r}") from None
+    if t <= 0:
+        raise ValueError(f"--tile must be a positive number of pixels, not {t}")
+    return t
+
+
+def _cmd_train(args):
+    import numpy as np
+    from . import api
+    data = args.data if len(args.data) > 1 else args.data[0]
+    eval_data = None if args.eval_data.lower() == "none" else args.eval_data
+    kw = {"variant": args.variant} if args.variant else None
+    # Overflow warnings from a diverging step would bury the guard's own sentence (it stops the run
+    # the moment the loss is not finite, and says what to do).
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = api.train(args.model, scale=args.scale, device=args.device, data=data, eval_data=eval_data,
+                        recipe=args.recipe, iterations=args.iterations, epochs=args.epochs,
+                        batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, seed=args.seed,
+                        out_dir=args.out, resume=not args.fresh, eval_every=args.eval_every,
+                        checkpoint_every=args.checkpoint_every, model_kwargs=kw,
+                        progress=not args.no_progress)
+    print(f"done in {res.seconds / 60:.1f} min; history and curves in {res.out_dir}")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="tinysr", description="Classic super-resolution networks, rebuilt in NumPy.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="tinysr", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_MAIN,
+        description="Classic super-resolution networks (SRCNN to EDSR), rebuilt in NumPy: train them, measure "
+                    "them under the papers' protocol, and upscale your photos.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     d = sub.add_parser("demo", help="train a tiny network for a minute and watch its loss fall")
     d.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
     d.set_defaults(func=_cmd_demo)
+
     m = sub.add_parser("models", help="list the networks with parameters, receptive field and input convention")
     m.set_defaults(func=_cmd_models)
-    e = sub.add_parser("eval", help="PSNR/SSIM of a method on a test set under the papers' protocol")
-    e.add_argument("model", help="'bicubic' (the baseline)")
-    e.add_argument("--dataset", nargs="+", default=["Set5"], help="test sets (default Set5)")
-    e.add_argument("--scale", nargs="+", type=int, default=[3], help="scales (default 3)")
+
+    e = sub.add_parser(
+        "eval", help="PSNR/SSIM of a model (or bicubic) on test sets under the papers' protocol",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Measure a model the way the SR papers do: HR modcropped to a multiple of the scale, LR by "
+                    "MATLAB bicubic, output rounded to 8 bits, PSNR/SSIM on the Y channel with `scale` pixels "
+                    "shaved from each border.  'bicubic' prints the baseline next to the published row.",
+        epilog="examples:\n  tinysr eval bicubic --dataset Set5 Set14 --scale 2 3 4 --summary\n"
+               "  tinysr eval srcnn-x3 --self-ensemble\n  tinysr eval runs/fsrcnn-x3-fast-seed0/step_0030000.npz "
+               "--dataset Set5 Set14 B100")
+    e.add_argument("model", help="'bicubic', a shipped name such as srcnn-x3 (see `tinysr models`), or a "
+                                 "checkpoint file written by `tinysr train`")
+    e.add_argument("--dataset", nargs="+", default=["Set5"], help="test sets (Set5, Set14, B100, builtin) or "
+                                                                   "folders of images (default Set5)")
+    e.add_argument("--scale", nargs="+", type=int, default=None,
+                   help="scales (default: the model's own; 3 for bicubic)")
+    e.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    e.add_argument("--tile", default=None, type=int, help="run in tiles of this many input pixels (same result)")
     e.add_argument("--summary", action="store_true", help="only the mean line, not every image")
     e.set_defaults(func=_cmd_eval)
+
+    u = sub.add_parser(
+        "upscale", help="super-resolve an image with a trained network",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Upscale a photo.  Y networks (SRCNN, FSRCNN, VDSR, ...) super-resolve the luminance and "
+                    "upsample the colour (Cb, Cr) with bicubic, as the papers' demos do; RGB networks (EDSR, "
+                    "SRResNet) take the RGB image.  Big images run in overlapping tiles whose result equals the "
+                    "untiled one, so memory stays bounded.",
+        epilog="examples:\n  tinysr upscale photo.jpg --scale 3 --out photo_x3.png\n"
+               "  tinysr upscale builtin:chelsea --model srcnn --scale 3 --compare side_by_side.png\n"
+               "  tinysr upscale big.png --model runs/fsrcnn-x2-fast-seed0/step_0030000.npz --scale 2 --tile 256")
+    u.add_argument("image", help="an image file (PNG, JPEG, ...) or builtin:<photo> (astronaut, chelsea, coffee, "
+                                 "rocket, ...)")
+    u.add_argument("--model", default="fsrcnn", help="shipped or registry name (fsrcnn means the shipped "
+                                                     "fsrcnn-x<scale>), or a checkpoint file (default fsrcnn)")
+    u.add_argument("--scale", type=int, default=3, help="upscaling factor (default 3)")
+    u.add_argument("--out", default=None, help="output PNG (default <image>_x<scale>.png)")
+    u.add_argument("--tile", default="auto", help="tile size in input pixels, 'auto' (default) or 'off'")
+    u.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    u.add_argument("--compare", metavar="PNG", default=None,
+                   help="treat the image as the original: shrink it by --scale, upscale it back with bicubic and "
+                        "with the model, print both PSNRs and write a side-by-side picture to PNG")
+    u.set_defaults(func=_cmd_upscale)
+
+    t = sub.add_parser(
+        "train", help="train a network (checkpoints, resume, PSNR as it trains)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a network on patches of a training set, evaluating on a test set as it goes.  "
+                    "Checkpoints are written atomically to --out; running the same command again resumes from the "
+                    "newest one (it says so).  A loss that becomes NaN or explodes stops the run and keeps the last "
+                    "good checkpoint.  --recipe fast (default) is tinysr's Adam recipe for a CPU; --recipe paper "
+                    "follows the paper (slow: SRCNN's took ~8e8 back-propagations).",
+        epilog="examples:\n  tinysr train srcnn --scale 3 --iterations 20000\n"
+               "  tinysr train fsrcnn --scale 3 --data T91 BSD200 --out runs/fsrcnn-x3\n"
+               "  tinysr train srcnn --scale 3 --recipe paper --iterations 100000 --variant 9-5-5")
+    t.add_argument("model", help="a registry name (see `tinysr models`): srcnn, fsrcnn, vdsr, ...")
+    t.add_argument("--scale", type=int, default=3, help="upscaling factor (default 3)")
+    t.add_argument("--recipe", choices=["fast", "paper"], default="fast", help="training recipe (default fast)")
+    t.add_argument("--iterations", type=int, default=None, help="optimiser steps (default: the recipe's)")
+    t.add_argument("--epochs", type=int, default=None, help="passes over the training patches, instead of "
+                                                              "--iterations")
+    t.add_argument("--batch-size", type=int, default=None, help="patches per step (default: the recipe's)")
+    t.add_argument("--patch-size", type=int, default=None, help="input patch side in pixels (default: the "
+                                                                  "recipe's)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
+    t.add_argument("--seed", type=int, default=0, help="seeds the initialisation and every crop (default 0)")
+    t.add_argument("--data", nargs="+", default=["T91"], help="training sets or folders (default T91)")
+    t.add_argument("--eval-data", default="Set5", help="test set evaluated during training, or 'none' "
+                                                       "(default Set5)")
+    t.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: 20 per run)")
+    t.add_argument("--checkpoint-every", type=int, default=None,
+                   help="steps between checkpoints (default: a tenth of the run, at most 1000)")
+    t.add_argument("--variant", default=None, help="SRCNN filter sizes: 9-1-5 (default), 9-3-5 or 9-5-5")
+    t.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    t.add_argument("--out", default=None, help="run folder (default runs/<model>-x<scale>-<recipe>-seed<seed>)")
+    t.add_argument("--fresh", action="store_true", help="refuse to continue an earlier run in --out")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    t.set_defaults(func=_cmd_train)
     return p
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"tinysr: warning: {message}", file=sys.stderr)
+
+
+def _sentence(e):
+    """The exception as one line (messages sometimes carry a line break from a nested error)."""
+    text = " ".join(str(e).split())
+    if isinstance(e, FileNotFoundError) and not text:
+        text = "file not found"
+    if isinstance(e, KeyError):            # KeyError quotes its message
+        text = text.strip("'\"")
+    return text or type(e).__name__
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
     try:
         args.func(args)
     except KeyboardInterrupt:
-        print("tinysr: interrupted", file=sys.stderr)
+        extra = " (the last checkpoint is kept: run the same command to resume)" if args.command == "train" else ""
+        print(f"tinysr {args.command}: interrupted{extra}", file=sys.stderr)
         return 130
     except SystemExit:
         raise
     except Exception as e:  # one clear sentence for the user
         if os.environ.get("TINYSR_DEBUG"):
             raise
-        print(f"tinysr {args.command}: {e}", file=sys.stderr)
+        print(f"tinysr {args.command}: {_sentence(e)}", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown
     return 0
 
 

@@ -171,13 +171,17 @@ class Trainer:
 
 
 def plot_history(history, path):
-    """Draw the training loss (log scale) and, if present, the evaluation PSNR against the step."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """Draw the training loss (log scale) and, if present, the evaluation PSNR against the step.
+
+    Returns the matplotlib ``Figure`` (a notebook shows it when it is the cell's value).
+    """
+    # A bare Figure (no pyplot) draws without touching the process-wide backend, so a notebook's
+    # inline plots keep working and a headless training run never needs a display.
+    from matplotlib.figure import Figure
 
     evals = history.get("eval") or []
-    fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(10 if evals else 5, 3.5), squeeze=False)
+    fig = Figure(figsize=(10 if evals else 5, 3.5))
+    axes = fig.subplots(1, 2 if evals else 1, squeeze=False)
     ax = axes[0, 0]
     steps, loss = np.asarray(history["step"]), np.asarray(history["loss"])
     ax.semilogy(steps, loss, lw=0.6, alpha=0.5, label="per step")
@@ -197,5 +201,6 @@ def plot_history(history, path):
         ax.set_ylabel(", ".join(keys))
         ax.legend()
     fig.tight_layout()
-    checkpoint.atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
+    if path is not None:
+        checkpoint.atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    return fig

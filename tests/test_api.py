@@ -1,0 +1,286 @@
+"""System level: tinysr.train / evaluate / upscale / load end to end on small data.
+
+Runs are tiny (a few steps on 100x100 crops of the builtin photos) so the whole file takes seconds;
+what is checked is the plumbing: patches of the right shapes, the recipe's optimiser, loud resume
+messages, a killed run that resumes to exactly the parameters of an uninterrupted one, checkpoints that
+rebuild their model, the protocol on Set5, and tiles that do not change the picture.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import tinysr
+from tinysr import api, checkpoint, models, nn
+from tinysr.backend import DeviceError
+from tinysr.data import ImageError, datasets, imwrite
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """Three 99x99 crops of builtin training photos and one 60x60 evaluation crop, as PNG folders."""
+    root = tmp_path_factory.mktemp("data")
+    train, test = root / "train", root / "test"
+    for i, im in enumerate(datasets.load("builtin", split="train")[:3]):
+        imwrite(train / f"crop{i}.png", im[100:199, 100:199])
+    imwrite(test / "cat.png", datasets.load("builtin", split="test")[1][100:160, 150:210])
+    return train, test
+
+
+def _quiet(lines):
+    return lambda msg: lines.append(msg)
+
+
+def test_train_on_cuda_without_cupy_fails_at_once_with_install_sentence():
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(DeviceError, match=r"pip install 'tinysr\[gpu\]'"):
+        tinysr.train("srcnn", device="cuda", data="does-not-matter", out_dir="/nonexistent/never-written")
+
+
+def test_train_end_to_end_resume_message_history_and_checkpoint_meta(small_data, tmp_path):
+    train, test = small_data
+    out = tmp_path / "run"
+    lines = []
+    kw = dict(scale=3, data=train, eval_data=test, batch_size=4, out_dir=out, seed=7, progress=False,
+              log=_quiet(lines), checkpoint_every=3, eval_every=3)
+    r = tinysr.train("srcnn", iterations=6, **kw)
+    assert any("starting fresh in" in m and str(out) in m for m in lines)
+    assert r.resumed_from is None and r.checkpoint.name == "step_0000006.npz"
+    assert len(r.history["loss"]) == 6 and [e["step"] for e in r.history["eval"]] == [3, 6]
+    assert set(r.metrics) >= {"psnr", "ssim", "images", "protocol"} and "3 px shaved" in r.metrics["protocol"]
+    assert (out / "history.json").is_file() and (out / "curves.png").stat().st_size > 1000
+    _, _, meta = checkpoint.load(r.checkpoint)
+    assert meta["model"] == "srcnn" and meta["scale"] == 3 and meta["recipe"] == "fast" and meta["seed"] == 7
+    assert meta["model_kwargs"]["variant"] == "9-1-5" and meta["tinysr_version"] == tinysr.__version__
+
+    lines.clear()
+    r2 = tinysr.train("srcnn", iterations=9, **kw)
+    assert any(m.startswith("==> resuming from") and "step_0000006.npz" in m and "at step 6" in m for m in lines)
+    assert r2.resumed_from.name == "step_0000006.npz" and r2.history["step"] == list(range(1, 10))
+
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        tinysr.train("srcnn", iterations=9, resume=False, **kw)
+    with pytest.raises(ValueError, match="another run"):
+        tinysr.train("srcnn", iterations=9, **{**kw, "scale": 2})
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import tinysr
+    loop = sys.modules["tinysr.train"]          # the Trainer's module (tinysr.train is the function)
+    out, data, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    save = loop.Trainer.save_checkpoint
+
+    def save_then_maybe_die(self):
+        path = save(self)
+        if self.step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)   # like a power cut: no clean-up at all
+        return path
+
+    loop.Trainer.save_checkpoint = save_then_maybe_die
+    tinysr.train("fsrcnn", scale=2, data=data, eval_data=None, iterations=12, batch_size=4, patch_size=10,
+                 checkpoint_every=4, out_dir=out, seed=3, progress=False, model_kwargs={"d": 16, "s": 8, "m": 1})
+""")
+
+
+def test_killed_training_resumes_to_identical_parameters(small_data, tmp_path):
+    train, _ = small_data
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+
+    def run(out, kill_at):
+        return subprocess.run([sys.executable, str(script), str(out), str(train), str(kill_at)],
+                              capture_output=True, text=True, timeout=120)
+
+    assert run(tmp_path / "full", -1).returncode == 0
+    killed = run(tmp_path / "resumed", 8)
+    assert killed.returncode == -signal.SIGKILL
+    assert checkpoint.latest(tmp_path / "resumed").name == "step_0000008.npz"
+    again = run(tmp_path / "resumed", -1)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from" in again.stdout and "at step 8" in again.stdout
+    a, _, _ = checkpoint.load(tmp_path / "full" / "step_0000012.npz")
+    b, _, _ = checkpoint.load(tmp_path / "resumed" / "step_0000012.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_training_patches_follow_each_family():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (80, 90, 3), dtype=np.uint8) for _ in range(2)]
+    nn.init.seed(0)
+    srcnn = models.build("srcnn", scale=3)
+    fast, _ = api.training_sampler(srcnn, images, 3, recipe=api.FAST_RECIPES["srcnn"], recipe_name="fast",
+                                   patch_size=33, batch_size=5)
+    x, y = fast(rng)
+    assert x.shape == (5, 1, 33, 33) and y.shape == (5, 1, 21, 21)   # valid 9-1-5: the label's centre
+    paper, n = api.training_sampler(srcnn, images, 3, recipe=models.get_spec("srcnn").recipe, recipe_name="paper",
+                                    patch_size=33, batch_size=5)
+    assert paper(rng)[1].shape == (5, 1, 21, 21) and n == 2 * 4 * 5   # 33x33 every 14 px of a 78x90 image
+    fsrcnn = models.build("fsrcnn", scale=3)
+    s, _ = api.training_sampler(fsrcnn, images, 3, recipe=api.FAST_RECIPES["fsrcnn"], recipe_name="fast",
+                                patch_size=8, batch_size=3)
+    x, y = s(rng)
+    assert x.shape == (3, 1, 8, 8) and y.shape == (3, 1, 24, 24)
+    edsr = models.build("edsr_baseline", scale=2, blocks=1, channels=8)
+    s, _ = api.training_sampler(edsr, images, 2, recipe=api.FAST_RECIPES["edsr_baseline"], recipe_name="fast",
+                                patch_size=12, batch_size=2)
+    x, y = s(rng)
+    assert x.shape == (2, 3, 12, 12) and y.shape == (2, 3, 24, 24)
+
+
+def test_paper_optimisers_keep_per_layer_learning_rates():
+    srcnn = models.build("srcnn", scale=3)
+    opt = api.make_optimizer(srcnn, models.get_spec("srcnn").recipe)
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert rates[id(srcnn.reconstruction.weight)] == pytest.approx(1e-5)
+    assert rates[id(srcnn.patch_extraction.weight)] == pytest.approx(1e-4)
+    assert opt.param_groups[0]["momentum"] == 0.9
+    fsrcnn = models.build("fsrcnn", scale=3)
+    opt = api.make_optimizer(fsrcnn, models.get_spec("fsrcnn").recipe, lr=2e-3)   # ratio kept
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert rates[id(fsrcnn.deconvolution.weight)] == pytest.approx(2e-4)
+    assert rates[id(fsrcnn.mapping[0][0].weight)] == pytest.approx(2e-3)
+
+
+def test_bad_training_arguments_are_sentences(tmp_path):
+    with pytest.raises(ValueError, match="supports scales x2, x3, x4; got x5"):
+        tinysr.train("srcnn", scale=5, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown model 'srcnm'"):
+        tinysr.train("srcnm", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="recipe must be"):
+        tinysr.train("srcnn", recipe="quick", out_dir=tmp_path, data="builtin")
+
+
+@pytest.mark.shared
+def test_evaluate_reproduces_the_official_srcnn_number_and_bicubic(data_dir, weights_dir):
+    """The evaluation pipeline is the protocol: the authors' SRCNN x3 weights give their 32.39 dB."""
+    model = models.load_official("srcnn", weights_dir / "srcnn/official_9-1-5_91images/x3.mat", scale=3)
+    rep = tinysr.evaluate(model, "Set5", scale=3)
+    assert abs(rep["psnr"] - 32.39) < 0.01, rep["psnr"]
+    assert [r["name"] for r in rep["images"]] == ["baby", "bird", "butterfly", "head", "woman"]
+    assert 0.90 < rep["ssim"] < 0.92 and "3 px shaved" in rep["protocol"]
+    bic = tinysr.evaluate("bicubic", "Set5", scale=3)
+    assert abs(bic["psnr"] - 30.39) < 0.01
+
+
+@pytest.mark.shared
+def test_evaluate_a_checkpoint_on_set5(data_dir, small_data, tmp_path):
+    train, _ = small_data
+    r = tinysr.train("srcnn", scale=3, data=train, eval_data=None, iterations=3, batch_size=4, out_dir=tmp_path,
+                     progress=False, log=lambda m: None)
+    assert r.metrics is None
+    rep = tinysr.evaluate(r.checkpoint, "Set5")                   # scale read from the checkpoint
+    assert rep["scale"] == 3 and len(rep["images"]) == 5 and np.isfinite(rep["psnr"])
+    same = tinysr.evaluate(r.model, "Set5", scale=3, ssim=False)  # the trained valid model, run 'same'/replicate
+    assert same["psnr"] == pytest.approx(rep["psnr"], abs=1e-9)
+    with pytest.raises(ValueError, match="trained for x3, not x2"):
+        tinysr.evaluate(r.checkpoint, "Set5", scale=2)
+
+
+def test_load_rebuilds_checkpoints_and_explains_what_it_cannot(tmp_path, monkeypatch):
+    nn.init.seed(1)
+    net = models.build("fsrcnn", scale=2, d=12, s=4, m=1)
+    path = api.save_weights(net, tmp_path / "w.npz", {"model": "fsrcnn", "scale": 2,
+                                                      "model_kwargs": {"d": 12, "s": 4, "m": 1}})
+    back = tinysr.load(path)
+    assert back.scale == 2 and back.tinysr_meta["model"] == "fsrcnn" and not back.training
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[k], v)
+    valid = models.build("srcnn", scale=3)
+    back = tinysr.load(api.save_weights(valid, tmp_path / "s.npz"))
+    assert back.padding == "same" and back.patch_extraction.padding_mode == "replicate"   # ready for images
+    assert tinysr.load(tmp_path / "s.npz", for_inference=False).padding == "valid"
+
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        tinysr.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "plain.npz", w=np.zeros(3))
+    with pytest.raises(ValueError, match="without tinysr metadata"):
+        tinysr.load(tmp_path / "plain.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable tinysr checkpoint"):
+        tinysr.load(tmp_path / "junk.npz")
+
+    empty = tmp_path / "noweights"
+    empty.mkdir()
+    monkeypatch.setattr(api, "WEIGHTS_DIR", empty)
+    with pytest.raises(ValueError, match="no weights are shipped"):
+        tinysr.load("srcnn-x3")
+    (empty / "manifest.json").write_text(json.dumps({"fsrcnn-x2": {"file": "w.npz", "model": "fsrcnn", "scale": 2}}))
+    os.replace(tmp_path / "w.npz", empty / "w.npz")
+    assert tinysr.load("FSRCNN-x2").tinysr_meta["label"] == "fsrcnn-x2"
+    with pytest.raises(ValueError, match="unknown shipped weights 'srcnn-x3'.*shipped: fsrcnn-x2"):
+        tinysr.load("srcnn-x3")
+    with pytest.raises(ValueError, match="name a scale"):
+        tinysr.load("srcnn")
+
+
+@pytest.mark.parametrize("name,scale,kw", [("srcnn", 3, {}), ("fsrcnn", 3, {"d": 16, "s": 8, "m": 2}),
+                                           ("vdsr", 2, {"depth": 5}),
+                                           ("edsr_baseline", 2, {"blocks": 2, "channels": 8})],
+                         ids=["srcnn-valid", "fsrcnn", "vdsr", "edsr"])
+def test_upscale_tiled_equals_untiled_through_the_api(name, scale, kw):
+    nn.init.seed(0)
+    net = models.build(name, scale=scale, **kw)
+    for p in net.parameters():                  # livelier than the papers' tiny initial weights
+        p.data = p.data + np.random.default_rng(0).normal(0, 0.05, p.shape).astype(np.float32)
+    photo = datasets.load("builtin", split="test")[1][:70, :90]
+    whole = tinysr.upscale(photo, model=net, scale=scale, tile=None)
+    assert whole.shape == (70 * scale, 90 * scale, 3) and whole.dtype == np.uint8
+    for tile in (7, 32):     # the whole colour pipeline runs per tile: tiny tiles are the hardest case
+        tiled = tinysr.upscale(photo, model=net, scale=scale, tile=tile)
+        # equal up to float32 GEMM rounding, so after rounding to 8 bits at most a rare 1-level flip
+        assert np.abs(whole.astype(int) - tiled).max() <= 1 and (whole != tiled).mean() < 1e-4
+    gray = photo[..., 1]
+    np.testing.assert_array_equal(tinysr.upscale(gray, model=net, scale=scale, tile=None),
+                                  tinysr.upscale(gray, model=net, scale=scale, tile=16))
+    ensemble = tinysr.upscale(photo, model=net, scale=scale, self_ensemble=True)
+    assert ensemble.shape == whole.shape
+
+
+def test_upscale_reads_files_and_builtin_photos(tmp_path):
+    nn.init.seed(0)
+    net = models.build("fsrcnn", scale=2, d=8, s=4, m=1)
+    out = tmp_path / "o.png"
+    sr = tinysr.upscale("builtin:coffee", model=net, scale=2, out=out, tile=128)
+    assert sr.shape == (800, 1200, 3) and tinysr.imread(out).shape == sr.shape
+    gray = tmp_path / "g.png"
+    imwrite(gray, np.full((10, 12), 90, np.uint8))
+    assert tinysr.upscale(gray, model=net, scale=2).shape == (20, 24)
+    with pytest.raises(ImageError, match="no such builtin photo"):
+        tinysr.upscale("builtin:nothing", model=net, scale=2)
+    with pytest.raises(ImageError, match="file not found"):
+        tinysr.upscale(tmp_path / "missing.png", model=net, scale=2)
+    with pytest.raises(ValueError, match="trained for x2, not x3"):
+        tinysr.upscale(gray, model=net, scale=3)
+
+
+def test_compare_writes_side_by_side_and_refuses_tiny_images(tmp_path):
+    nn.init.seed(0)
+    net = models.build("fsrcnn", scale=3, d=8, s=4, m=1)
+    photo = datasets.load("builtin", split="test")[1][:90, :120]
+    res = tinysr.compare(photo, model=net, scale=3, out=tmp_path / "cmp.png")
+    assert res["bicubic"]["psnr"] > 20 and (tmp_path / "cmp.png").stat().st_size > 5000
+    with pytest.raises(ImageError, match="too small for scale 3"):
+        tinysr.compare(photo[:10, :10], model=net, scale=3)
+
+
+def test_ship_weights_records_what_load_and_the_readme_need(small_data, tmp_path, monkeypatch):
+    train, test = small_data
+    r = tinysr.train("srcnn", scale=3, data=train, eval_data=None, iterations=2, batch_size=2, out_dir=tmp_path / "r",
+                     progress=False, log=lambda m: None)
+    monkeypatch.setattr(api, "WEIGHTS_DIR", tmp_path / "weights")
+    entry = api.ship_weights(r.checkpoint, "srcnn-x3", command="tinysr train srcnn --scale 3", train_seconds=12.3,
+                             datasets=(test,))
+    assert entry["psnr"]["test"] == pytest.approx(tinysr.evaluate("srcnn-x3", test)["psnr"], abs=1e-3)
+    assert api.shipped_weights()["srcnn-x3"]["command"] == "tinysr train srcnn --scale 3"
+    assert (tmp_path / "weights" / "srcnn-x3.npz").stat().st_size < 100_000     # no optimiser state, no history

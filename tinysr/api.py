@@ -1,0 +1,942 @@
+"""The four calls a user meets first: :func:`train`, :func:`evaluate`, :func:`upscale` and :func:`load`.
+
+::
+
+    import tinysr
+    result = tinysr.train("srcnn", scale=3, iterations=2000)      # patches, Adam, checkpoints, PSNR
+    print(result.metrics["psnr"])                                  # Set5, under the papers' protocol
+    report = tinysr.evaluate(result.model, "Set14", scale=3)       # per image and mean PSNR/SSIM
+    sr = tinysr.upscale("photo.png", model=result.model, scale=3)  # uint8 (3H, 3W, 3)
+    model = tinysr.load("runs/srcnn-x3-fast-seed0/step_0002000.npz")
+
+Each is a thin layer over the pieces below it: the registry and its recipes (:mod:`tinysr.models`),
+the data pipeline (:mod:`tinysr.data`), the training loop (:class:`tinysr.train.Trainer`: atomic
+checkpoints, exact resume, NaN guard), tiled inference (:mod:`tinysr.infer`) and the protocol
+(:mod:`tinysr.metrics`).  What this file adds is the *glue a paper leaves implicit*: which patches a
+network is trained on, how its optimiser and schedule are set up, and how it is evaluated.
+
+Recipes
+-------
+``recipe="paper"`` follows the paper's training section (``tinysr.models.get_spec(name).recipe``):
+SRCNN is plain SGD with momentum at 1e-4 (1e-5 for the last layer) on 33x33 sub-images cut every 14
+pixels -- about 8e8 back-propagations in the paper, days on a CPU.  ``recipe="fast"`` (the default)
+is tinysr's CPU-friendly recipe for the same network: Adam, a larger learning rate with a cosine
+decay, random crops with the x8 flips/rotations, and far fewer steps (see :data:`FAST_RECIPES`, where
+each choice is explained).  Both keep the paper's architecture, loss and data.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from . import __version__, backend, checkpoint
+from .models.registry import TrainingRecipe
+
+__all__ = ["train", "evaluate", "upscale", "load", "compare", "TrainResult", "FAST_RECIPES", "shipped_weights",
+           "save_weights", "ship_weights", "training_sampler", "make_optimizer", "WEIGHTS_DIR"]
+
+#: Where the weights that tinysr trained itself live (``<name>.npz`` + ``manifest.json``).
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+_PRE = ("vdsr", "drcn", "red30", "drrn")
+
+#: tinysr's CPU-friendly recipes (``recipe="fast"``).  Patch sizes are *input* pixels (LR for networks
+#: that upsample themselves); ``patch_size`` may be a ``{scale: size}`` dict.  Why each choice:
+#:
+#: * **Adam** instead of SGD: Adam scales each parameter's step by its own gradient history, so the
+#:   tiny N(0, 0.001^2) initialisation of SRCNN's and FSRCNN's last layers does not stall training
+#:   the way it does with plain SGD (the reason SRCNN needed 1e-5 for its last layer and 8e8 steps).
+#: * **cosine decay** of the learning rate to 0 over the run: a large rate early, a small one to
+#:   settle at the end, with no plateau detection to tune.
+#: * **random crops with the 8 flips/rotations** instead of a fixed grid of sub-images: the same
+#:   images, but a new patch every time, which 91 images badly need.
+#: * SRCNN keeps the paper's **valid** convolutions (33x33 input -> 21x21 label centre): it is 1.7x
+#:   cheaper than 'same' padding per patch and never learns from zero-padded borders; evaluation then
+#:   runs the trained weights with replicate 'same' padding, as the authors' test code does.
+FAST_RECIPES = {
+    "srcnn": TrainingRecipe(
+        data="T91", patch_size=33, label_size=21, batch_size=64, optimizer="adam", lr=1e-3, betas=(0.9, 0.999),
+        loss="mse", iterations=20_000, lr_schedule={"type": "cosine"}, augment=("flip", "rot90"),
+        notes="valid convolutions, label = centre of the HR crop; random 33x33 crops of the bicubic-upsampled Y"),
+    "fsrcnn": TrainingRecipe(
+        data="T91 (add BSD200 with data=['T91', 'BSD200'] in place of the unavailable General-100)",
+        patch_size={2: 24, 3: 16, 4: 12}, batch_size=32, optimizer="adam", lr=1e-3, betas=(0.9, 0.999),
+        loss="mse", iterations=30_000, lr_schedule={"type": "cosine"}, augment=("scale", "flip", "rot90"),
+        notes="LR crops (HR 48x48) so that zero-padded borders are a small part of each patch; the paper's "
+              "scale augmentation (0.9..0.6)"),
+    **{name: TrainingRecipe(
+        data="T91", patch_size=41, batch_size=16, optimizer="adam", lr=1e-4, betas=(0.9, 0.999), loss="mse",
+        iterations=20_000, lr_schedule={"type": "cosine"}, grad_clip={"type": "norm", "max_norm": 0.4},
+        augment=("flip", "rot90"),
+        notes="single-scale training; gradient norm clipped at 0.4 as a cheap guard for the deep nets "
+              "(DRCN: MSE on the ensemble output, not the recursive-supervision loss)") for name in _PRE},
+    "srdensenet": TrainingRecipe(
+        data="T91", patch_size=25, batch_size=16, optimizer="adam", lr=1e-4, betas=(0.9, 0.999), loss="mse",
+        iterations=20_000, lr_schedule={"type": "cosine"}, augment=("flip", "rot90")),
+    **{name: TrainingRecipe(
+        data="T91", patch_size={2: 48, 3: 32, 4: 24}, batch_size=16, optimizer="adam", lr=1e-4,
+        betas=(0.9, 0.999), loss="l1" if name != "srresnet" else "mse", iterations=20_000,
+        lr_schedule={"type": "cosine"}, augment=("flip", "rot90"),
+        notes="RGB crops; the papers' DIV2K/ImageNet are replaced by whatever data= names")
+       for name in ("srresnet", "edsr_baseline", "edsr", "mdsr")},
+}
+
+# The paper's FSRCNN LR sub-image sizes (Dong, Loy, Tang 2016, Sec. 4.1).
+_FSRCNN_PAPER_PATCH = {2: 10, 3: 7, 4: 6}
+
+
+def _log_default(msg):
+    print(msg, flush=True)
+
+
+# =============================================================================================== names
+def _spec_name(model):
+    from .models.registry import get_spec
+    return get_spec(model).name
+
+
+def _registry_name_of(module):
+    """The registry name of a module whose build arguments tinysr can read back (SRCNN, FSRCNN), else None.
+
+    Other networks passed as objects are trained and checkpointed all the same, but :func:`load` cannot
+    rebuild them from the checkpoint alone (their constructor arguments are not recorded).
+    """
+    return {"SRCNN": "srcnn", "FSRCNN": "fsrcnn"}.get(type(module).__name__)
+
+
+def _build_kwargs_of(module):
+    """Build keyword arguments that rebuild ``module`` (for checkpoints of models passed as objects)."""
+    name = type(module).__name__
+    if name == "SRCNN":
+        return {"variant": module.variant, "n1": int(module.patch_extraction.weight.shape[0]),
+                "n2": int(module.non_linear_mapping.weight.shape[0]), "padding": module.padding,
+                "padding_mode": module.patch_extraction.padding_mode,
+                "channels": int(module.in_channels)}
+    if name == "FSRCNN":
+        prelu = "shared" if module.shrinking[1].weight.size == 1 else "channel"
+        return {"d": module.d, "s": module.s, "m": module.m, "prelu": prelu, "padding_mode": module.padding_mode,
+                "channels": int(module.in_channels)}
+    return None
+
+
+# ======================================================================================= inference copy
+def inference_model(model):
+    """The network to run on whole images: ``model`` itself, except for a valid-convolution SRCNN.
+
+    SRCNN is trained with *valid* convolutions (its output is 12 px smaller than its input for 9-1-5);
+    to super-resolve a whole image the authors' test code pads every layer with **replicate** borders
+    so that the output has the input's size.  This returns such a 'same'/replicate copy sharing no
+    arrays with ``model`` (weights copied), in eval mode; any other model is returned as it is.
+    """
+    if type(model).__name__ == "SRCNN" and getattr(model, "padding", "same") == "valid":
+        from .models.srcnn import SRCNN
+        kw = _build_kwargs_of(model)
+        kw.update(padding="same", padding_mode="replicate")
+        twin = SRCNN(scale=model.scale, **kw)
+        twin.load_state_dict(model.state_dict())
+        dev = model.device
+        if dev != "cpu":
+            twin.to(dev)
+        return twin.eval()
+    return model
+
+
+# ========================================================================================= evaluation
+def _prepare_eval(hr, scale, convention):
+    """``(network input, reference)`` for one HR image under the protocol (see :func:`evaluate`)."""
+    from .data.color import rgb_to_y
+    from .data.resize import imresize, modcrop
+    hr = modcrop(np.asarray(hr), scale)
+    if convention == "lr-rgb":
+        rgb = np.repeat(hr[..., None], 3, axis=2) if hr.ndim == 2 else hr
+        lr = imresize(rgb, 1.0 / scale)                      # uint8 MATLAB bicubic, like LR_bicubic/
+        return lr.astype(np.float32).transpose(2, 0, 1)[None] / 255.0, hr
+    y = hr if hr.ndim == 2 else rgb_to_y(hr)                 # uint8 Y, rounded like rgb2ycbcr
+    lr = imresize(y.astype(np.float64) / 255.0, 1.0 / scale)
+    net_in = imresize(lr, scale) if convention == "bicubic-y" else lr
+    return net_in[None, None].astype(np.float32), y
+
+
+def _run_eval(model, items, scale, *, tile=None, self_ensemble=False, with_ssim=True, method="model",
+              dataset="images", device=None):
+    """Score a model on prepared ``(name, net_input, reference)`` items; returns a metrics report."""
+    from . import infer, metrics
+    net = inference_model(model)
+    rows = []
+    for name, net_in, ref in items:
+        out = infer.predict(net, net_in, tile=tile, self_ensemble=self_ensemble, device=device)[0]
+        out = np.clip(out.transpose(1, 2, 0) if out.shape[0] == 3 else out[0], 0.0, 1.0)
+        if out.shape[:2] != ref.shape[:2]:
+            raise ValueError(f"the model's output for {name} is {out.shape[1]}x{out.shape[0]} but the reference is "
+                             f"{ref.shape[1]}x{ref.shape[0]}; is the model for x{scale}?")
+        row = {"name": name, "psnr": metrics.psnr(out, ref, scale)}
+        if with_ssim:
+            row["ssim"] = metrics.ssim(out, ref, scale)
+        rows.append(row)
+    rep = {"method": method, "dataset": dataset, "scale": int(scale), "channel": "y", "border": int(scale),
+           "protocol": metrics.protocol(scale), "images": rows, "self_ensemble": bool(self_ensemble),
+           "psnr": float(np.mean([r["psnr"] for r in rows])) if rows else float("nan")}
+    if with_ssim:
+        rep["ssim"] = float(np.mean([r["ssim"] for r in rows])) if rows else float("nan")
+    return rep
+
+
+def _dataset_items(dataset, split=None):
+    """``(label, [(name, uint8 HR)])`` from a dataset name, a folder of images, or a list of arrays."""
+    from .data import datasets
+    from .data.io import IMAGE_EXTENSIONS, imread
+    if isinstance(dataset, (str, os.PathLike)):
+        p = Path(dataset)
+        if isinstance(dataset, os.PathLike) or (p.is_dir() and str(dataset) not in datasets.REGISTRY):
+            if not p.is_dir():
+                raise ValueError(f"{p} is not a folder of images")
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                raise ValueError(f"{p} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            return p.name, [(f.stem, imread(f)) for f in files]
+        label = datasets.info(str(dataset)).name
+        if label == "builtin" and split is None:
+            split = "test"                       # the builtin photos held out from training
+        return label, datasets.load(label, split=split, names=True)
+    items = list(dataset)
+    if items and isinstance(items[0], tuple):
+        return "images", items
+    return "images", [(f"img_{i:03d}", im) for i, im in enumerate(items, 1)]
+
+
+def _check_eval_size(hr, scale, name):
+    """An HR test image must survive modcrop, the shave of ``scale`` px and SSIM's 11x11 window."""
+    from .data.io import check_size
+    return check_size(hr, scale, name, min_lr=math.ceil((2 * scale + 11) / scale))
+
+
+def _convention(model):
+    conv = getattr(model, "input_convention", None)
+    if conv not in ("bicubic-y", "lr-y", "lr-rgb"):
+        raise ValueError(f"{type(model).__name__} has no input_convention ('bicubic-y', 'lr-y' or 'lr-rgb'); "
+                         "set model.input_convention to say what it is fed")
+    return conv
+
+
+def _check_scale(model, scale):
+    ms = getattr(model, "scale", None)
+    if scale is None:
+        if ms is None:
+            raise ValueError("pass scale=: the model does not say which scale it was trained for")
+        return int(ms)
+    scale = int(scale)
+    if ms is not None and int(ms) != scale and not hasattr(model, "scales"):
+        raise ValueError(f"this model was trained for x{ms}, not x{scale}; pass scale={ms} or load the x{scale} "
+                         "weights")
+    return scale
+
+
+def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=None, tile=None, device=None,
+             ssim=True):
+    """PSNR/SSIM of a model on a test set under the papers' protocol (see :mod:`tinysr.metrics`).
+
+    Parameters
+    ----------
+    model : a Module, a shipped name (``"srcnn-x3"``), a checkpoint path, or ``"bicubic"``
+        (the baseline every table starts with).
+    dataset : ``"Set5"``, ``"Set14"``, ``"B100"``, ``"builtin"`` ..., a folder of images, or a list of
+        uint8 HR arrays.
+    scale : the SR factor (default: the model's own).
+    self_ensemble : average the 8 flips/rotations (Timofte et al. 2016): ~+0.1 dB, 8x the time.
+    tile : run in tiles of this many input pixels (same result, bounded memory).
+
+    The pipeline per image (the SRCNN/VDSR scripts'): HR modcropped to a multiple of ``scale``;
+    ``Y = rgb2ycbcr(HR)`` rounded to 8 bits; ``LR = imresize(Y/255, 1/s)`` in double; the network sees
+    LR (``lr-y``) or ``imresize(LR, s)`` (``bicubic-y``); RGB networks see MATLAB's uint8 bicubic LR of
+    the RGB image.  The output is clipped, rounded to 8 bits and compared on Y with ``scale`` pixels
+    shaved from each border.  A valid-convolution SRCNN runs with replicate 'same' padding
+    (:func:`inference_model`), as the authors evaluate it.
+
+    Returns a dict: ``method``, ``dataset``, ``scale``, ``protocol`` (the one-line description to print
+    with every number), ``images`` (``[{"name", "psnr", "ssim"}]``) and the means ``psnr``, ``ssim``.
+    Print it with :func:`tinysr.metrics.format_report`.
+    """
+    from . import metrics
+    if isinstance(model, str) and model.lower() == "bicubic":
+        if scale is None:
+            raise ValueError("pass scale= to evaluate bicubic")
+        label, items = _dataset_items(dataset, split)
+        items = [(n, _check_eval_size(hr, int(scale), n)) for n, hr in items]
+        rep = metrics.evaluate_bicubic(items, int(scale))
+        rep["dataset"] = label
+        return rep
+    method = str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+    if isinstance(model, (str, os.PathLike)):
+        model = _resolve_model(model, scale)
+        method = getattr(model, "tinysr_meta", {}).get("label", method)
+    scale = _check_scale(model, scale)
+    conv = _convention(model)
+    label, images = _dataset_items(dataset, split)
+    items = [(name, *_prepare_eval(_check_eval_size(hr, scale, name), scale, conv)) for name, hr in images]
+    return _run_eval(model, items, scale, tile=tile, self_ensemble=self_ensemble, with_ssim=ssim,
+                     method=method + (" +self-ensemble" if self_ensemble else ""), dataset=label, device=device)
+
+
+# ============================================================================================ loading
+def _manifest():
+    path = WEIGHTS_DIR / "manifest.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def shipped_weights():
+    """``{name: entry}`` of the weights shipped in ``tinysr/weights`` (empty when none are).
+
+    Each entry records the model name, its build keyword arguments, the scale, the exact command that
+    reproduces it, the training time on the machine that trained it, and its measured PSNR.
+    """
+    return {k: v for k, v in _manifest().items() if not k.startswith("_")}
+
+
+def _load_checkpoint_file(path, *, label=None):
+    from .models.registry import build
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no checkpoint at {p}" + (" (it is a folder: give a step_*.npz file inside it, "
+                                                           "or use tinysr.checkpoint.latest)" if p.is_dir() else ""))
+    try:
+        state, _, meta = checkpoint.load(p)
+    except KeyError:
+        raise ValueError(f"{p} is an .npz file without tinysr metadata, not a tinysr checkpoint (for the authors' "
+                         "released weights use tinysr.models.load_official)") from None
+    except Exception as e:
+        raise ValueError(f"{p} is not a readable tinysr checkpoint ({type(e).__name__}: {e})") from None
+    name = meta.get("model")
+    if not name:
+        raise ValueError(f"{p} was written for a custom module ({meta.get('model_class', '?')}), which tinysr cannot "
+                         "rebuild by itself: build it and call model.load_state_dict(tinysr.checkpoint.load(path)[0])")
+    model = build(name, scale=meta.get("scale"), **(meta.get("model_kwargs") or {}))
+    model.load_state_dict(state)
+    info = {k: meta.get(k) for k in ("model", "model_kwargs", "scale", "recipe", "seed", "step", "tinysr_version",
+                                     "data")}
+    info["path"] = str(p)
+    info["label"] = label or f"{name} x{meta.get('scale')} ({p.name}, step {meta.get('step')})"
+    return model, info
+
+
+def load(name_or_path, *, device="cpu", for_inference=True):
+    """Load tinysr-trained weights: a shipped name (``"srcnn-x3"``, ``"fsrcnn-x2"``, ...) or a checkpoint.
+
+    * a shipped name is looked up in ``tinysr/weights/manifest.json`` (see :func:`shipped_weights`);
+    * a path is a checkpoint written by :func:`train` (``out_dir/step_*.npz``) or by
+      :func:`save_weights`: its metadata names the model, its build arguments and its scale, so the
+      network is rebuilt and its weights loaded.  Files are read with ``allow_pickle=False``.
+
+    With ``for_inference`` (the default) a valid-convolution SRCNN comes back as its replicate
+    'same'-padding twin (:func:`inference_model`), ready for whole images.  The model is in eval mode,
+    on ``device``, and carries ``model.tinysr_meta`` (model, kwargs, scale, recipe, seed, step, ...).
+    """
+    backend.check_device(device)
+    key = os.fspath(name_or_path)
+    p = Path(key)
+    looks_like_path = p.suffix.lower() == ".npz" or os.sep in key or "/" in key or p.exists()
+    if looks_like_path:
+        model, info = _load_checkpoint_file(p)
+    else:
+        shipped = shipped_weights()
+        name = key.lower()
+        if name not in shipped:
+            from .models.registry import registry
+            base = name.replace("-", "_")
+            hint = ""
+            if base in registry():
+                hint = f" (name a scale, e.g. '{name}-x3')"
+            if not shipped:
+                raise ValueError(f"no weights are shipped with this copy of tinysr yet, so {key!r} cannot be loaded"
+                                 f"{hint}: train them with `tinysr train <model> --scale <s>` and load the checkpoint "
+                                 "path it prints")
+            raise ValueError(f"unknown shipped weights {key!r}{hint}; shipped: {', '.join(sorted(shipped))}, or give "
+                             "a checkpoint path")
+        entry = shipped[name]
+        model, info = _load_checkpoint_file(WEIGHTS_DIR / entry.get("file", f"{name}.npz"), label=name)
+        info["manifest"] = entry
+    if for_inference:
+        model = inference_model(model)
+    if backend.parse_device(device)[0] != "cpu":
+        model.to(device)
+    model.tinysr_meta = info
+    return model.eval()
+
+
+def save_weights(model, path, meta=None):
+    """Write ``model``'s weights as a small checkpoint (no optimiser state) that :func:`load` reads.
+
+    ``meta`` must name what rebuilds the network: ``model`` (registry name), ``model_kwargs``,
+    ``scale``; anything else JSON-serialisable is kept (recipe, seed, step, command, PSNR).
+    """
+    meta = dict(meta or {})
+    if "model" not in meta:
+        name = _registry_name_of(model)
+        meta.update(model=name, model_kwargs=_build_kwargs_of(model) or {}, scale=getattr(model, "scale", None))
+    meta.setdefault("tinysr_version", __version__)
+    checkpoint.save(path, model, None, meta)
+    return Path(path)
+
+
+def ship_weights(checkpoint_path, name, *, command, train_seconds, machine="2-core CPU",
+                 datasets=("Set5", "Set14", "B100"), note=""):
+    """Maintainer tool: copy a checkpoint's weights into ``tinysr/weights/<name>.npz`` and record them.
+
+    The weights are saved without optimiser state or history (a few tens of KB), evaluated under the
+    protocol on ``datasets``, and ``manifest.json`` gets the entry that :func:`load`,
+    :func:`shipped_weights` and the README's results table rely on: model, build arguments, scale,
+    the exact reproducing ``command``, the training time, and the measured PSNR/SSIM.  Returns the entry.
+    """
+    state_model, info = _load_checkpoint_file(checkpoint_path)
+    _, _, meta = checkpoint.load(checkpoint_path)
+    keep = {k: meta.get(k) for k in ("model", "model_kwargs", "scale", "recipe", "recipe_params", "seed", "step",
+                                     "data", "patch_size", "lr", "iterations", "tinysr_version")}
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    save_weights(state_model, WEIGHTS_DIR / f"{name}.npz", keep)
+    entry = {"file": f"{name}.npz", "model": keep["model"], "model_kwargs": keep["model_kwargs"],
+             "scale": keep["scale"], "recipe": keep["recipe"], "steps": keep["step"], "seed": keep["seed"],
+             "data": keep["data"], "command": command, "train_seconds": round(float(train_seconds)),
+             "machine": machine, "note": note, "psnr": {}, "ssim": {}}
+    for ds in datasets:
+        rep = evaluate(state_model, ds, scale=keep["scale"])
+        entry["psnr"][rep["dataset"]], entry["ssim"][rep["dataset"]] = round(rep["psnr"], 3), round(rep["ssim"], 4)
+        entry["protocol"] = rep["protocol"]
+    manifest = _manifest()
+    manifest[name] = entry
+    checkpoint.atomic_write_text(WEIGHTS_DIR / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return entry
+
+
+# ========================================================================================== upscaling
+def _read_image(image):
+    """uint8 array from an array, a file path, or ``"builtin:<photo>"`` (scikit-image's sample photos)."""
+    from .data import datasets
+    from .data.io import ImageError, imread
+    if isinstance(image, np.ndarray):
+        return image
+    s = os.fspath(image)
+    if s.startswith("builtin:"):
+        stem = s.split(":", 1)[1]
+        files = dict(datasets.list_files("builtin"))
+        if stem not in files:
+            raise ImageError(s, "no such builtin photo", f"choose one of {', '.join(files)}")
+        return imread(files[stem])
+    return imread(s)
+
+
+def _resolve_model(model, scale):
+    """A Module from a Module, a shipped/registry name or a checkpoint path; checks the scale."""
+    if isinstance(model, (str, os.PathLike)):
+        key = os.fspath(model)
+        from .models.registry import registry
+        if key.lower().replace("-", "_") in registry() and not Path(key).exists() and scale is not None:
+            key = f"{key.lower()}-x{scale}"       # "fsrcnn" + scale 3 -> the shipped "fsrcnn-x3"
+        model = load(key)
+    return model
+
+
+def _auto_tile(model, image, scale, tile):
+    """Tile side in *image* pixels, or None for one pass."""
+    if tile != "auto":
+        return None if tile in (None, 0) else int(tile)
+    # About 256 network-input pixels a side keeps the activations (and im2col buffers) of every zoo
+    # network to a few hundred MB; a pre-upsampling network sees the image `scale` times larger.
+    side = 256 // scale if getattr(model, "input_convention", "") == "bicubic-y" else 256
+    return side if max(image.shape[:2]) > side + side // 2 else None
+
+
+def _tile_margin(net, scale):
+    """Image pixels of context each tile needs so that its centre equals the untiled result.
+
+    Two things look past a pixel: the network (half its receptive field, in network-input pixels)
+    and MATLAB's bicubic (the upsampled Cb/Cr, and the network input of pre-upsampling networks),
+    whose 4-tap kernel reaches 2 pixels; one more pixel each for safety.
+    """
+    from . import infer
+    net_margin = infer.default_margin(net)                 # rf // 2 + 2, network-input pixels
+    conv = _convention(net)
+    if conv == "bicubic-y":
+        return math.ceil(net_margin / scale) + 4
+    if conv == "lr-y":
+        return net_margin + 4
+    return net_margin
+
+
+def _super_resolve_tiled(net, img, scale, tile, *, self_ensemble=False, device=None):
+    """:func:`tinysr.infer.super_resolve` on overlapping tiles of ``tile`` x ``tile`` image pixels.
+
+    The whole colour pipeline (YCbCr, bicubic chroma, bicubic network input, the network, back to
+    RGB) runs per tile, with :func:`_tile_margin` pixels of context, and only the tile's centre is
+    kept.  Every step is local and the same at every position (MATLAB bicubic maps output pixel
+    ``u`` to input ``u/s + (1 - 1/s)/2``, so a crop at an integer offset sees the same weights), hence
+    the result equals the untiled one (up to float32 rounding in the GEMMs), while memory holds the
+    input, the uint8 output and one tile's activations -- not the float64 copies of the whole picture.
+    """
+    from . import infer
+    h, w = img.shape[:2]
+    m = _tile_margin(net, scale)
+    s = int(scale)
+    out = np.empty((h * s, w * s) + img.shape[2:], dtype=np.uint8)
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            bottom, right = min(top + tile, h), min(left + tile, w)
+            t0, l0 = max(top - m, 0), max(left - m, 0)
+            b1, r1 = min(bottom + m, h), min(right + m, w)
+            y = infer.super_resolve(net, img[t0:b1, l0:r1], s, self_ensemble=self_ensemble, device=device)
+            out[top * s:bottom * s, left * s:right * s] = \
+                y[(top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s]
+    return out
+
+
+def upscale(image, model="fsrcnn", scale=3, *, tile="auto", self_ensemble=False, out=None, device=None):
+    """Super-resolve a photo: returns uint8 ``(scale*H, scale*W[, 3])``; writes it to ``out`` if given.
+
+    Parameters
+    ----------
+    image : a path, ``"builtin:<photo>"`` (e.g. ``"builtin:chelsea"``), or a uint8 array ``(H, W[, 3])``.
+        Files are read with :func:`tinysr.imread` (RGBA loses its alpha with a warning; a missing,
+        truncated or non-image file raises :class:`tinysr.data.ImageError` naming it).
+    model : a shipped name or registry name (``"fsrcnn"`` means the shipped ``"fsrcnn-x<scale>"``), a
+        checkpoint path, or a Module.
+    tile : side of a tile in pixels of ``image``; ``"auto"`` (default) tiles big images (about 256
+        network-input pixels a tile), ``None`` never tiles.  Tiles overlap by the receptive field plus
+        the bicubic kernel's reach, so the result equals the untiled one while memory stays bounded
+        by the tile size (a 2000x2000 photo at x3: see ``benchmarks/upscale_memory.py``).
+    self_ensemble : average the 8 flips/rotations (8x the time, a little sharper).
+
+    Colour: Y networks super-resolve the luminance and upsample Cb/Cr with bicubic, as the papers'
+    demos do; RGB networks take the RGB image (see :func:`tinysr.infer.super_resolve`).
+    """
+    from . import infer
+    from .data.io import imwrite
+    img = _read_image(image)
+    net = inference_model(_resolve_model(model, scale))
+    scale = _check_scale(net, scale)
+    if img.ndim not in (2, 3) or img.size == 0 or (img.ndim == 3 and img.shape[2] != 3):
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {img.shape}")
+    t = _auto_tile(net, img, scale, tile)
+    if t is not None and t <= 0:
+        raise ValueError(f"tile must be a positive number of pixels, got {t}")
+    if t is None or max(img.shape[:2]) <= t:
+        sr = infer.super_resolve(net, img, scale, self_ensemble=self_ensemble, device=device)
+    else:
+        sr = _super_resolve_tiled(net, img, scale, t, self_ensemble=self_ensemble, device=device)
+    if out is not None:
+        imwrite(out, sr)
+    return sr
+
+
+def compare(image, model="fsrcnn", scale=3, *, out=None, crop=None, tile="auto", self_ensemble=False):
+    """Treat ``image`` as the ground truth: shrink it by ``scale`` (MATLAB bicubic, uint8), upscale it
+    back with bicubic and with ``model``, and measure both against it (Y PSNR/SSIM, ``scale`` px shaved).
+
+    Writes a side-by-side PNG (bicubic | model | original) to ``out`` when given; ``crop`` =
+    ``(top, left, size)`` in HR pixels shows a detail instead of the whole picture.  Returns
+    ``{"bicubic": {"psnr", "ssim"}, "model": {...}, "images": (bicubic, sr, hr), "out": path}``.
+    The LR image here is a real 8-bit image, as a user would have, so the numbers differ slightly from
+    :func:`evaluate`, whose LR stays in double precision as in the papers.
+    """
+    from . import metrics
+    from .data.io import check_size
+    from .data.resize import imresize, modcrop
+    hr = _read_image(image)
+    check_size(hr, scale, image if not isinstance(image, np.ndarray) else None, min_lr=8)
+    hr = modcrop(hr, scale)
+    lr = imresize(hr, 1.0 / scale)
+    bic = imresize(lr, float(scale))
+    net = inference_model(_resolve_model(model, scale))
+    sr = upscale(lr, net, scale, tile=tile, self_ensemble=self_ensemble)
+    res = {k: {"psnr": metrics.psnr(v, hr, scale), "ssim": metrics.ssim(v, hr, scale)}
+           for k, v in (("bicubic", bic), ("model", sr))}
+    res["images"] = (bic, sr, hr)
+    if out is not None:
+        res["out"] = str(_side_by_side(out, (bic, sr, hr), res, model, scale, crop))
+    return res
+
+
+def _side_by_side(path, images, res, model, scale, crop):
+    # A bare Figure (no pyplot) draws off-screen without touching the session's backend, so a notebook
+    # that calls compare() keeps its inline plots.
+    from matplotlib.figure import Figure
+    name = Path(model).stem if isinstance(model, (str, os.PathLike)) else type(model).__name__
+    titles = [f"bicubic  {res['bicubic']['psnr']:.2f} dB", f"{name}  {res['model']['psnr']:.2f} dB", "original (HR)"]
+    if crop is not None:
+        t, l, s = crop
+        images = [im[t:t + s, l:l + s] for im in images]
+    h, w = images[0].shape[:2]
+    fig = Figure(figsize=(12, 4.2 * h / w + 0.4))
+    axes = fig.subplots(1, 3)
+    for ax, im, title in zip(axes, images, titles):
+        ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle(f"x{scale}, Y-PSNR with {scale} px shaved", fontsize=9)
+    fig.tight_layout()
+    checkpoint.atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    return Path(path)
+
+
+# =========================================================================================== training
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``model`` the trained network (as trained; :func:`inference_model` gives the whole-image twin of
+    a valid SRCNN); ``history`` the per-step loss, learning rate and evaluations (also in
+    ``out_dir/history.json``); ``metrics`` the final evaluation report on ``eval_data`` (PSNR/SSIM per
+    image and mean, with the protocol line) or None; ``checkpoint`` the last checkpoint written;
+    ``resumed_from`` the checkpoint the run continued from, or None for a fresh run.
+    """
+    model: object
+    history: dict
+    metrics: Optional[dict]
+    out_dir: Optional[Path]
+    checkpoint: Optional[Path] = None
+    resumed_from: Optional[Path] = None
+    seconds: float = 0.0
+    recipe: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        m = f"{self.metrics['psnr']:.3f} dB on {self.metrics['dataset']}" if self.metrics else "not evaluated"
+        return (f"TrainResult({type(self.model).__name__}, {len(self.history.get('loss', []))} steps, {m}, "
+                f"out_dir={str(self.out_dir)!r})")
+
+
+def _recipe_for(name, recipe):
+    from .models.registry import get_spec
+    if isinstance(recipe, TrainingRecipe):
+        return recipe, "custom"
+    if recipe == "paper":
+        return get_spec(name).recipe, "paper"
+    if recipe == "fast":
+        if name not in FAST_RECIPES:
+            raise ValueError(f"tinysr has no fast recipe for {name!r}; use recipe='paper'")
+        return FAST_RECIPES[name], "fast"
+    raise ValueError(f"recipe must be 'paper', 'fast' or a TrainingRecipe, got {recipe!r}")
+
+
+def _patch_for(recipe, scale, override, name, recipe_name):
+    if override is not None:
+        return int(override)
+    if name == "fsrcnn" and recipe_name == "paper":
+        return _FSRCNN_PAPER_PATCH.get(scale, 7)
+    p = recipe.patch_size
+    if isinstance(p, dict):
+        return int(p.get(scale, p[max(p)]))
+    return int(p)
+
+
+def _load_training_images(data, scale, min_side, log):
+    from .data import datasets
+    names = [data] if isinstance(data, (str, os.PathLike, np.ndarray)) else list(data)
+    images = []
+    for d in names:
+        if isinstance(d, np.ndarray):
+            images.append(d)
+            continue
+        if isinstance(d, os.PathLike) or (isinstance(d, str) and Path(d).is_dir() and d not in datasets.REGISTRY):
+            images.extend(im for _, im in _dataset_items(d)[1])
+            continue
+        split = "train" if str(d).lower() == "builtin" else None
+        images.extend(datasets.load(d, split=split))
+    kept = [im for im in images if min(im.shape[:2]) // scale * scale >= min_side]
+    if len(kept) < len(images):
+        log(f"  {len(images) - len(kept)} training image(s) smaller than {min_side} px skipped")
+    if not kept:
+        raise ValueError(f"no training image is large enough for {min_side}x{min_side} px patches at x{scale}")
+    return kept
+
+
+def training_sampler(model, images, scale, *, recipe, recipe_name, patch_size, batch_size, log=_log_default):
+    """``(sample(rng) -> (x, y), patches_per_epoch)``: the training batches for ``model`` under ``recipe``.
+
+    * ``bicubic-y`` networks: crops of the bicubic-upsampled Y (``make_pair(upsample=True)``) and the
+      HR Y at the same place; a valid-convolution SRCNN gets the label's centre (33 -> 21 for 9-1-5).
+      SRCNN's paper recipe takes the fixed grid of 33x33 sub-images every 14 px (``dense_pairs``).
+    * ``lr-y`` networks: LR Y crops and the aligned HR crops ``scale`` times larger; FSRCNN's "scale"
+      augmentation adds each image downscaled by 0.9..0.6.
+    * ``lr-rgb`` networks: the same with RGB (MATLAB uint8 bicubic LR).
+
+    Every random choice comes from the ``rng`` passed in, which the Trainer checkpoints: that is what
+    makes a resumed run identical to an uninterrupted one.
+    """
+    from .data import patches
+    from .data.datasets import make_pair
+    conv = _convention(model)
+    aug = tuple(recipe.augment)
+    pre = conv == "bicubic-y"
+    if "scale" in aug:
+        images = patches.scale_augment(images)
+        images = [im for im in images if min(im.shape[:2]) // scale * (scale if pre else 1) >= patch_size]
+    border = int(getattr(model, "border", 0) or 0)
+    pairs = [make_pair(im, scale, upsample=pre, channel="rgb" if conv == "lr-rgb" else "y") for im in images]
+    flips = "flip" in aug or "rot90" in aug
+    modes = tuple(range(8)) if "flip" in aug else (0, 1, 2, 3)
+    if type(model).__name__ == "SRCNN" and recipe_name == "paper":
+        # The paper's fixed grid of sub-images (generate_train.m), sampled with replacement.
+        xs, ys = [], []
+        for a, b in pairs:
+            x, y = patches.dense_pairs(a, b, size=patch_size, stride=14, label_size=patch_size - 2 * border)
+            xs.append(x)
+            ys.append(y)
+        X, Y = np.concatenate(xs), np.concatenate(ys)
+        log(f"  {len(X):,} sub-images {patch_size}x{patch_size} (stride 14), labels "
+            f"{patch_size - 2 * border}x{patch_size - 2 * border}")
+
+        def sample(rng):
+            idx = rng.integers(0, len(X), batch_size)
+            return patches.to_nchw(X[idx]), patches.to_nchw(Y[idx])
+        return sample, len(X)
+
+    # PatchSampler's checks (every image at least one patch large, targets aligned) before sampling
+    patches.PatchSampler(pairs, patch_size, batch_size, scale=1 if pre else scale, augment=False, label_crop=border)
+
+    def sample(rng):
+        xs, ys = [], []
+        for _ in range(batch_size):
+            a, b = pairs[int(rng.integers(0, len(pairs)))]
+            x, y = patches.random_crop(a, b, patch_size, 1 if pre else scale, rng=rng)
+            if flips:
+                x, y = patches.random_augment(x, y, rng=rng, modes=modes)
+            if border:
+                y = y[border:-border, border:-border]
+            xs.append(x)
+            ys.append(y)
+        return patches.to_nchw(np.stack(xs)), patches.to_nchw(np.stack(ys))
+
+    per_epoch = sum((a.shape[0] // patch_size) * (a.shape[1] // patch_size) for a, _ in pairs)
+    return sample, max(per_epoch, 1)
+
+
+def make_optimizer(model, recipe, lr=None):
+    """The recipe's optimiser over ``model``'s parameters, with its per-layer learning rates.
+
+    ``per_layer_lr`` keys name top-level modules (SRCNN: ``reconstruction`` at 1e-5, 10x below the
+    rest) or ``"convolutions"`` for everything not named (FSRCNN: convolutions 1e-3, deconvolution
+    1e-4).  ``lr`` overrides the base rate; the per-layer rates keep their ratio to it.
+    """
+    from . import optim
+    base = float(recipe.lr if lr is None else lr)
+    params = list(model.named_parameters())
+    if recipe.per_layer_lr:
+        plr = dict(recipe.per_layer_lr)
+        ref = plr.get("convolutions", max(plr.values()))
+        factor = base / ref if lr is not None else 1.0
+        groups = {}
+        for n, p in params:
+            top = n.split(".", 1)[0]
+            rate = plr.get(top, plr.get("convolutions", recipe.lr)) * factor
+            groups.setdefault(rate, []).append(p)
+        spec = [{"params": ps, "lr": r} for r, ps in groups.items()]
+    else:
+        spec = [{"params": [p for _, p in params], "lr": base}]
+    kind = recipe.optimizer.lower()
+    if kind == "sgd":
+        return optim.SGD(spec, lr=base, momentum=recipe.momentum or 0.0, weight_decay=recipe.weight_decay)
+    if kind == "adam":
+        return optim.Adam(spec, lr=base, betas=recipe.betas or (0.9, 0.999), weight_decay=recipe.weight_decay)
+    raise ValueError(f"unknown optimiser {recipe.optimizer!r} in the recipe")
+
+
+def _make_schedule(opt, recipe, iterations, per_epoch_steps, log):
+    from . import optim
+    s = dict(recipe.lr_schedule or {})
+    kind = s.get("type")
+    if not kind:
+        return None
+    if kind == "cosine":
+        return optim.CosineAnnealingLR(opt, T_max=max(int(iterations), 1))
+    if kind == "step" and "milestones" in s:
+        return optim.MultiStepLR(opt, s["milestones"], s.get("gamma", 0.1))
+    if kind == "step" and ("every_epochs" in s or "every_iterations" in s):
+        every = s.get("every_iterations") or int(s["every_epochs"] * per_epoch_steps)
+        return optim.StepLR(opt, max(int(every), 1), s.get("gamma", 0.1))
+    log(f"  note: the recipe's schedule {s} is not automated here; the learning rate stays constant")
+    return None
+
+
+def _make_clip(model, recipe):
+    from . import optim
+    c = recipe.grad_clip
+    if not c:
+        return None
+    if c.get("type") == "adjustable":
+        return lambda opt: optim.clip_grad_adjustable_(opt, c.get("theta", 0.01))
+    if c.get("type") == "norm":
+        return lambda opt: optim.clip_grad_norm_(model.parameters(), c.get("max_norm", 0.4))
+    if c.get("type") == "value":
+        return lambda opt: optim.clip_grad_value_(model.parameters(), c["value"])
+    raise ValueError(f"unknown gradient clipping {c!r} in the recipe")
+
+
+def _loss_fn(recipe):
+    from . import functional as F
+    kind = recipe.loss.split()[0].lower()
+    if kind == "l1":
+        return F.l1_loss
+    # "mse", and DRCN's recursive-supervision loss replaced by MSE on its ensemble output
+    return F.mse_loss
+
+
+def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5", recipe="fast", iterations=None,
+          epochs=None, batch_size=None, patch_size=None, lr=None, seed=0, out_dir=None, resume=True, eval_every=None,
+          checkpoint_every=None, model_kwargs=None, progress=True, log=_log_default):
+    """Train a super-resolution network and return a :class:`TrainResult`.
+
+    Parameters
+    ----------
+    model : a registry name (``"srcnn"``, ``"fsrcnn"``, ``"vdsr"``, ...) or a Module (which must have
+        ``input_convention`` and ``scale``).
+    scale : the SR factor (2, 3, 4).
+    device : ``"cpu"`` or ``"cuda"``; checked first, so a missing GPU fails at once with what to install.
+    data : training set(s): ``"T91"``, ``"BSD200"``, ``"builtin"``, a folder, or a list of these.
+    eval_data : test set evaluated every ``eval_every`` steps and at the end (None: never).
+    recipe : ``"fast"`` (tinysr's Adam recipe, :data:`FAST_RECIPES`), ``"paper"`` (the paper's, see
+        ``tinysr.models.get_spec(name).recipe``) or a :class:`~tinysr.models.TrainingRecipe`.
+    iterations / epochs : length of the run (optimiser steps; an epoch is one pass over the recipe's
+        sub-images, or over non-overlapping patches of the training set for random crops).  Default:
+        the recipe's.
+    batch_size, patch_size, lr : override the recipe.
+    seed : seeds the initialisation and every random crop; a run is a function of its seed.
+    out_dir : checkpoints, ``history.json`` and ``curves.png`` (default ``runs/<model>-x<s>-<recipe>-seed<seed>``).
+    resume : continue from the newest checkpoint in ``out_dir`` (it says so loudly); with
+        ``resume=False`` an ``out_dir`` that already holds checkpoints is refused.
+    model_kwargs : build arguments for a registry model (e.g. ``{"variant": "9-5-5"}``).
+
+    A loss that turns NaN or explodes stops the run with :class:`tinysr.train.TrainingDiverged`; the last
+    good checkpoint is kept.  Interrupting (Ctrl-C) keeps the last checkpoint too: run the same call
+    again to resume.
+    """
+    from .models.registry import build, get_spec
+    from .nn import Module, init
+    from .train import Trainer
+    t_start = time.time()
+    device = backend.check_device(device)            # before any work: a missing GPU fails at once
+
+    model_kwargs = dict(model_kwargs or {})
+    if isinstance(model, Module):
+        net, name = model, _registry_name_of(model)
+        if model_kwargs:
+            raise ValueError("model_kwargs only apply to a model given by name")
+        build_kw = _build_kwargs_of(model)
+        if getattr(net, "scale", None) is not None and int(net.scale) != int(scale):
+            raise ValueError(f"the model is built for x{net.scale} but scale={scale}")
+        key = name or "custom"
+    else:
+        name = _spec_name(model)
+        spec = get_spec(name)
+        if int(scale) not in spec.scales:
+            raise ValueError(f"{name} supports scales {', '.join(f'x{s}' for s in spec.scales)}; got x{scale}")
+        if spec.input_convention not in ("bicubic-y", "lr-y", "lr-rgb"):
+            raise ValueError(f"{name} is not a super-resolution network that tinysr.train can train on its own")
+        build_kw = {**spec.defaults, **model_kwargs}
+        init.seed(seed)
+        net = build(name, scale=int(scale), **model_kwargs)
+        key = name
+    scale = int(scale)
+    if key == "custom" and recipe == "paper":
+        raise ValueError("recipe='paper' needs a registry model; give a TrainingRecipe, or recipe='fast', for a "
+                         "custom one")
+    rec, recipe_name = _recipe_for(key if key in FAST_RECIPES or recipe != "fast" else _guess_family(net), recipe)
+    rec = replace(rec, batch_size=int(batch_size or rec.batch_size))
+    p = _patch_for(rec, scale, patch_size, key, recipe_name)
+    if out_dir is None:
+        out_dir = Path("runs") / f"{key}-x{scale}-{recipe_name}-seed{seed}"
+    out_dir = Path(out_dir)
+    if not resume and checkpoint.latest(out_dir) is not None:
+        raise ValueError(f"{out_dir} already holds checkpoints of an earlier run; pass resume=True to continue it, "
+                         "or choose another out_dir")
+    if device != "cpu":
+        net.to(device)
+
+    conv = _convention(net)
+    min_side = p * (scale if conv != "bicubic-y" else 1)
+    log(f"tinysr.train: {key} x{scale}, recipe {recipe_name!r} ({rec.optimizer}, lr {lr or rec.lr:g}, batch "
+        f"{rec.batch_size}, patch {p}), data {_describe(data)}, device {device}")
+    images = _load_training_images(data, scale, min_side, log)
+    sample, per_epoch = training_sampler(net, images, scale, recipe=rec, recipe_name=recipe_name, patch_size=p,
+                                         batch_size=rec.batch_size, log=log)
+    steps_per_epoch = max(1, math.ceil(per_epoch / rec.batch_size))
+    if iterations is None:
+        if epochs is not None:
+            iterations = int(epochs) * steps_per_epoch
+        elif rec.iterations is not None:
+            iterations = rec.iterations
+        else:
+            iterations = (rec.epochs or 1) * steps_per_epoch
+    iterations = int(iterations)
+    if iterations <= 0:
+        raise ValueError(f"iterations must be positive, got {iterations}")
+
+    opt = make_optimizer(net, rec, lr)
+    schedule = _make_schedule(opt, rec, iterations, steps_per_epoch, log)
+    clip = _make_clip(net, rec)
+
+    evaluate_fn, eval_items = None, None
+    if eval_data is not None:
+        label, eval_images = _dataset_items(eval_data)
+        eval_items = [(n, *_prepare_eval(_check_eval_size(hr, scale, n), scale, conv)) for n, hr in eval_images]
+
+        def evaluate_fn(m):
+            return {"psnr": _run_eval(m, eval_items, scale, with_ssim=False, dataset=label)["psnr"]}
+    if eval_every is None:
+        eval_every = max(iterations // 20, 1)
+    if checkpoint_every is None:
+        checkpoint_every = max(min(1000, iterations // 10), 1)
+
+    recipe_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in rec.to_dict().items()}
+    meta = {"model": name, "model_class": type(net).__name__, "model_kwargs": build_kw, "scale": scale,
+            "recipe": recipe_name, "recipe_params": recipe_dict, "patch_size": p, "lr": lr or rec.lr,
+            "iterations": iterations, "data": _describe(data), "eval_data": _describe(eval_data)}
+    trainer = Trainer(net, sample, opt, loss=_loss_fn(rec), schedule=schedule, clip=clip, evaluate=evaluate_fn,
+                      eval_every=eval_every, checkpoint_every=checkpoint_every, out_dir=out_dir, seed=seed, meta=meta,
+                      device=device, log=log, progress=progress)
+    resumed = None
+    if resume:
+        latest = checkpoint.latest(out_dir)
+        if latest is not None:
+            _, _, old = checkpoint.load(latest)
+            for k in ("model", "scale", "recipe"):
+                if old.get(k) != meta[k]:
+                    raise ValueError(f"{latest} belongs to another run ({k} {old.get(k)!r}, this run {meta[k]!r}); "
+                                     "choose another out_dir")
+            resumed = trainer.resume()
+            log(f"==> resuming from {resumed} at step {trainer.step} of {iterations}")
+    if resumed is None:
+        evals = f"evaluating on {_describe(eval_data)} every {eval_every}" if eval_data is not None else "no evaluation"
+        log(f"==> starting fresh in {out_dir} ({iterations} steps, {evals})")
+    trainer.run(iterations)
+    last = checkpoint.latest(out_dir)
+    final = None
+    if eval_items is not None:
+        final = _run_eval(net, eval_items, scale, method=f"{key} x{scale} ({recipe_name}, {trainer.step} steps)",
+                          dataset=label)
+        log(f"==> {final['method']}: {final['psnr']:.3f} dB / {final['ssim']:.4f} on {label}  ({final['protocol']})")
+    log(f"==> checkpoint {last}; load it with tinysr.load({str(last)!r})")
+    return TrainResult(model=net, history=trainer.history, metrics=final, out_dir=out_dir, checkpoint=last,
+                       resumed_from=resumed, seconds=time.time() - t_start, recipe=recipe_dict)
+
+
+def _describe(data):
+    """A short JSON-able name for a data argument (names and folders as given, arrays as '<array>')."""
+    if data is None:
+        return None
+    if isinstance(data, (str, os.PathLike)):
+        return os.fspath(data)
+    if isinstance(data, np.ndarray):
+        return f"<array {data.shape}>"
+    return [_describe(d) for d in data]
+
+
+def _guess_family(net):
+    """Fast-recipe family of a custom Module, from its input convention."""
+    conv = _convention(net)
+    return {"bicubic-y": "vdsr", "lr-y": "fsrcnn", "lr-rgb": "edsr_baseline"}[conv]
