@@ -1,5 +1,6 @@
 """Optimisers, clipping and schedules equal torch.optim's for the same gradients; a small SR-style net
 fits a fixed batch (acceptance 3 of the foundation)."""
+import math
 import numpy as np
 import pytest
 
@@ -60,6 +61,9 @@ def test_parameter_groups_with_their_own_learning_rate():
     (lambda o: optim.StepLR(o, 3, 0.5), lambda t: torch.optim.lr_scheduler.StepLR(t, 3, 0.5)),
     (lambda o: optim.MultiStepLR(o, [2, 5], 0.1), lambda t: torch.optim.lr_scheduler.MultiStepLR(t, [2, 5], 0.1)),
     (lambda o: optim.CosineAnnealingLR(o, 7, 1e-4), lambda t: torch.optim.lr_scheduler.CosineAnnealingLR(t, 7, 1e-4)),
+    # the linear warm-up, written for torch as a LambdaLR
+    (lambda o: optim.CosineAnnealingLR(o, 8, warmup=3),
+     lambda t: torch.optim.lr_scheduler.LambdaLR(t, lambda e: min(1.0, (e + 1) / 3) * (1 + math.cos(math.pi * e / 8)) / 2)),
 ])
 def test_schedules_equal_torch(make):
     ours, theirs = _pair_params()

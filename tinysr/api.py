@@ -753,7 +753,7 @@ def _make_schedule(opt, recipe, iterations, per_epoch_steps, log):
     if not kind:
         return None
     if kind == "cosine":
-        return optim.CosineAnnealingLR(opt, T_max=max(int(iterations), 1))
+        return optim.CosineAnnealingLR(opt, T_max=max(int(iterations), 1), warmup=int(s.get("warmup", 0)))
     if kind == "step" and "milestones" in s:
         return optim.MultiStepLR(opt, s["milestones"], s.get("gamma", 0.1))
     if kind == "step" and ("every_epochs" in s or "every_iterations" in s):

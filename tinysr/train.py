@@ -141,6 +141,10 @@ class Trainer:
                     metrics = self.evaluate(self.model)
                     self.model.train()
                     self.history["eval"].append(dict(step=self.step, **metrics))
+                    if bar is None:   # no bar to show it on: a log line, so a long run's log tells its progress
+                        vals = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+                        self.log(f"  step {self.step}/{iterations}: loss {value:.6f}, {vals} "
+                                 f"({time.time() - t0:.0f} s)")
                 if bar is not None:
                     post = {"loss": f"{value:.5f}"}
                     if self.history["eval"]:
