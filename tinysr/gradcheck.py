@@ -76,7 +76,7 @@ def check_grad(fn, *inputs, eps=1e-5, atol=1e-7, rtol=1e-6, seed=0, wrt=None):
         if np.any(err > bound):
             i = int(np.argmax(err - bound))
             raise GradientCheckError(
-                f"input {k} (shape {t.shape}): element {np.unravel_index(i, t.shape)} has analytic gradient "
+                f"input {k} (shape {t.shape}): element {tuple(int(j) for j in np.unravel_index(i, t.shape))} has analytic gradient "
                 f"{ana[i]:.10g} but numerical {num[i]:.10g} (|diff| {err[i]:.3g} > {bound[i]:.3g})")
         worst = max(worst, float(err.max(initial=0.0)))
     return worst
