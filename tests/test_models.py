@@ -357,3 +357,15 @@ def test_short_overfit(name):
         losses.append(float(loss.data))
     print(f"{name}: loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_count_flops_matches_hand_counts():
+    """SRCNN 9-1-5 ('same'): 9*9*64 + 64*32 + 5*5*32 MACs per pixel; FSRCNN x3: its 12,464 conv weights
+    per LR pixel (the paper's complexity formula), i.e. /9 per HR pixel; DRRN counts each of its 25
+    weight-shared units (the work, not the parameters)."""
+    from tinysr.models import count_flops
+    assert count_flops(build("srcnn", scale=3, padding="same"))["macs"] == 9 * 9 * 64 + 64 * 32 + 5 * 5 * 32
+    f = count_flops(build("fsrcnn", scale=3))
+    assert abs(f["macs"] - 12_464 / 9) < 1e-9 and f["flops"] == 2 * f["macs"] and f["output"] == (48, 48)
+    drrn = build("drrn", scale=3)
+    assert count_flops(drrn)["macs"] == 9 * 128 * (1 + 2 * 25 * 128 + 1)

@@ -168,3 +168,64 @@ def upsampler_receptive_field(scale):
     # Each later stage runs at a finer grid, where a 3x3 kernel spans fewer LR pixels; count it as
     # one LR pixel per side per stage (an upper bound that is exact for the first stage).
     return 2 * stages
+
+
+def count_flops(model, hr_size=48):
+    """Multiply-accumulates and FLOPs per *output* (HR) pixel of one forward pass of ``model``.
+
+    Runs ``model`` once, without gradients, on a random input whose output is about ``hr_size``
+    pixels square (the HR size itself for ``"bicubic-y"`` networks, ``hr_size // scale`` for the
+    networks that upsample), counting in every convolution, transposed convolution and linear layer:
+
+    * ``Conv2d``: ``out.size * in_channels * kh * kw`` multiply-accumulates (each output value is one
+      dot product over its window);
+    * ``ConvTranspose2d``: ``in.size * out_channels * kh * kw`` (each *input* value is spread over a
+      window -- the same count as the convolution it is the backward of);
+    * ``Linear``: ``out.size * in_features``.
+
+    A weight used several times (DRCN's 16 recursions, DRRN's 25 units) is counted at every use: this is
+    the work, not the parameter count.  Element-wise ops, biases and activations are left out, as the
+    papers do (FSRCNN's complexity formula counts only the convolutions).  Returns
+    ``{"macs": per pixel, "flops": 2 * macs, "output": (H, W)}``.
+
+    For FSRCNN x3 the convolution MACs per LR pixel equal its 12,464 weights, so per HR pixel they are
+    12,464 / 9 ~ 1,385 -- against SRCNN 9-1-5's 8,032: why FSRCNN is the "fast" one.
+    """
+    from ..autograd import Tensor, no_grad
+    scale = int(getattr(model, "scale", 1) or 1)
+    size = hr_size if getattr(model, "input_convention", "bicubic-y") == "bicubic-y" else max(hr_size // scale, 1)
+    channels = int(getattr(model, "in_channels", 1) or 1)
+    total = [0]
+    patched = []
+
+    def wrap(m, count):
+        original = m.forward
+
+        def counted(x, *a, **k):
+            y = original(x, *a, **k)
+            total[0] += count(m, x, y)
+            return y
+        m.forward = counted            # an instance attribute shadows the class's forward ...
+        patched.append(m)
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            wrap(m, lambda m, x, y: y.data.size * m.in_channels * m.kernel_size[0] * m.kernel_size[1])
+        elif isinstance(m, nn.ConvTranspose2d):
+            wrap(m, lambda m, x, y: x.data.size * m.out_channels * m.kernel_size[0] * m.kernel_size[1])
+        elif isinstance(m, nn.Linear):
+            wrap(m, lambda m, x, y: y.data.size * m.in_features)
+    was_training = model.training
+    model.eval()
+    try:
+        x = np.random.default_rng(0).random((1, channels, size, size)).astype(np.float32)
+        with no_grad():
+            out = model(Tensor(x))
+    finally:
+        for m in patched:
+            del m.forward              # ... and deleting it brings the class's back
+        model.train(was_training)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    h, w = out.shape[-2:]
+    macs = total[0] / (h * w)
+    return {"macs": macs, "flops": 2 * macs, "output": (h, w)}
