@@ -369,3 +369,26 @@ def test_count_flops_matches_hand_counts():
     assert abs(f["macs"] - 12_464 / 9) < 1e-9 and f["flops"] == 2 * f["macs"] and f["output"] == (48, 48)
     drrn = build("drrn", scale=3)
     assert count_flops(drrn)["macs"] == 9 * 128 * (1 + 2 * 25 * 128 + 1)
+
+
+@pytest.mark.parametrize("padding, mode", [("valid", "zeros"), ("same", "replicate")])
+def test_srcnn_offset_folds_exactly_into_the_biases(padding, mode):
+    """tinysr's fast recipe trains SRCNN on centred intensities, f(x - 0.5) + 0.5; folding the constant
+    into the first and last biases leaves the paper's network computing the same function."""
+    init_seed = np.random.default_rng(5)
+    m = build("srcnn", scale=3, padding=padding, padding_mode=mode, offset=0.5)
+    for p in m.parameters():
+        p.data = init_seed.normal(0, 0.1, p.shape).astype(np.float32)
+    x = tinysr.Tensor(init_seed.random((2, 1, 30, 30)).astype(np.float32))
+    with tinysr.no_grad():
+        before = m(x).data
+        m.fold_offset_()
+        after = m(x).data
+    assert m.offset == 0.0
+    np.testing.assert_allclose(after, before, atol=2e-5)
+
+
+def test_srcnn_offset_refuses_to_fold_over_zero_padding():
+    m = build("srcnn", scale=3, padding="same", offset=0.5)
+    with pytest.raises(ValueError, match="zero"):
+        m.fold_offset_()

@@ -15,7 +15,8 @@ class TrainingRecipe:
 
     ``patch_size`` is the *input* patch side (LR for post-upsampling networks, HR-size for
     pre-upsampling ones); ``label_size`` the target's side when it differs (SRCNN's valid output).
-    ``lr_schedule`` is a small dict, e.g. ``{"type": "step", "every_epochs": 20, "gamma": 0.1}``.
+    ``lr_schedule`` is a small dict, e.g. ``{"type": "step", "every_epochs": 20, "gamma": 0.1}`` or
+    ``{"type": "cosine", "warmup": 500}``.
     """
 
     data: str
@@ -35,6 +36,9 @@ class TrainingRecipe:
     augment: Tuple[str, ...] = ()
     per_layer_lr: Optional[dict] = None
     notes: str = ""
+    #: build arguments the recipe trains with (e.g. tinysr's fast SRCNN: ``{"offset": 0.5}``); the
+    #: caller's ``model_kwargs`` override them.
+    model_kwargs: dict = field(default_factory=dict)
 
     def to_dict(self):
         return asdict(self)

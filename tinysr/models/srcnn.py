@@ -19,6 +19,13 @@ authors' test code instead keeps the size by padding every layer with **replicat
 
 Receptive field: ``f1 + f2 + f3 - 2`` = 13 (9-1-5), 15 (9-3-5), 17 (9-5-5) HR pixels.
 Initialisation (paper): weights Gaussian N(0, 0.001^2), biases 0.
+
+``offset`` (tinysr's fast recipe, not the paper): the network computes ``f(x - c) + c`` with
+``c = 0.5``, i.e. it sees and predicts *centred* intensities.  With inputs that are all positive, the
+first layer's gradient has the same sign at every tap of a filter, so Adam's first, sign-like steps
+shift whole 9x9 filters at once; those pushed negative never fire again (measured: 39 of 64 filters
+dead after 1,500 steps, 29.2 dB on Set5; centred: none dead, 31.5 dB).  The constant costs nothing:
+:meth:`SRCNN.fold_offset_` moves it into the first and last biases exactly, giving the paper's network.
 """
 from .. import functional as F
 from .. import nn
@@ -47,13 +54,14 @@ class SRCNN(SRModel):
     input_convention = "bicubic-y"
 
     def __init__(self, scale=3, variant="9-1-5", n1=64, n2=32, padding="valid", padding_mode="zeros",
-                 channels=1):
+                 channels=1, offset=0.0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"SRCNN variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         if padding not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
         self.scale, self.variant, self.padding = scale, variant, padding
+        self.offset = float(offset)
         self.in_channels = channels
         f1, f2, f3 = self.kernel_sizes = VARIANTS[variant]
 
@@ -77,6 +85,28 @@ class SRCNN(SRModel):
 
     def forward(self, x):
         """``x``: bicubic-upsampled Y ``(N, 1, H, W)`` in [0, 1] -> HR estimate (see the class doc for size)."""
+        if self.offset:
+            x = x - self.offset
         h = F.relu(self.patch_extraction(x))
         h = F.relu(self.non_linear_mapping(h))
-        return self.reconstruction(h)
+        y = self.reconstruction(h)
+        return y + self.offset if self.offset else y
+
+    def fold_offset_(self):
+        """Move ``offset`` into the biases, in place, leaving an ordinary SRCNN that computes the same.
+
+        ``W * (x - c) + b = W * x + (b - c * sum(W))`` for every output pixel whose window holds no
+        zero padding -- all of them with valid convolutions or replicate borders (replicating ``x - c``
+        is replicating ``x``, minus ``c``); the ``+ c`` at the output joins the last bias.  Returns self.
+        """
+        if not self.offset:
+            return self
+        if self.padding == "same" and self.patch_extraction.padding_mode == "zeros":
+            raise ValueError("the offset folds exactly only with valid convolutions or replicate padding; zero "
+                             "padding would change the border pixels")
+        w1, b1 = self.patch_extraction.weight, self.patch_extraction.bias
+        b1.data = (b1.data - self.offset * w1.data.sum(axis=(1, 2, 3))).astype(b1.data.dtype)
+        b3 = self.reconstruction.bias
+        b3.data = (b3.data + self.offset).astype(b3.data.dtype)
+        self.offset = 0.0
+        return self
