@@ -129,7 +129,7 @@ def _build_kwargs_of(module):
     if name == "FSRCNN":
         prelu = "shared" if module.shrinking[1].weight.size == 1 else "channel"
         return {"d": module.d, "s": module.s, "m": module.m, "prelu": prelu, "padding_mode": module.padding_mode,
-                "channels": int(module.in_channels)}
+                "channels": int(module.in_channels), "offset": float(getattr(module, "offset", 0.0))}
     return None
 
 
