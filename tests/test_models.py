@@ -392,3 +392,22 @@ def test_srcnn_offset_refuses_to_fold_over_zero_padding():
     m = build("srcnn", scale=3, padding="same", offset=0.5)
     with pytest.raises(ValueError, match="zero"):
         m.fold_offset_()
+
+
+def test_fsrcnn_deconvolution_puts_each_lr_pixel_on_its_hr_centre():
+    """LR pixel i of a x3 image is the mean of HR pixels 3i..3i+2: the deconvolution's centre tap must
+    land on HR 3i+1 (not 3i, the authors' one-pixel x3 offset); x2/x4 within half a pixel."""
+    for r in (2, 3, 4):
+        m = build("fsrcnn", scale=r, d=1, s=1, m=0)
+        de = m.deconvolution
+        de.weight.data[...] = 0
+        de.weight.data[0, 0, 4, 4] = 1.0
+        de.bias.data[...] = 0
+        x = np.zeros((1, 1, 6, 6), np.float32)
+        x[0, 0, 2, 3] = 1.0
+        with tinysr.no_grad():
+            y = de(tinysr.Tensor(x)).data[0, 0]
+        assert y.shape == (6 * r, 6 * r)
+        row, col = np.unravel_index(np.argmax(y), y.shape)
+        centre_row, centre_col = 2 * r + (r - 1) / 2, 3 * r + (r - 1) / 2
+        assert abs(row - centre_row) <= 0.5 and abs(col - centre_col) <= 0.5, (r, row, col)

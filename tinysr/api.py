@@ -784,13 +784,24 @@ def _make_clip(model, recipe):
     raise ValueError(f"unknown gradient clipping {c!r} in the recipe")
 
 
-def _loss_fn(recipe):
+def _loss_fn(recipe, net=None, scale=1):
     from . import functional as F
     kind = recipe.loss.split()[0].lower()
-    if kind == "l1":
-        return F.l1_loss
     # "mse", and DRCN's recursive-supervision loss replaced by MSE on its ensemble output
-    return F.mse_loss
+    base = F.l1_loss if kind == "l1" else F.mse_loss
+    b = getattr(recipe, "loss_border", 0) or 0
+    if b == "receptive_field":
+        rf = int(getattr(net, "receptive_field", 1) or 1)
+        b = (rf // 2) * (scale if _convention(net) != "bicubic-y" else 1)
+    b = int(b)
+    if b <= 0:
+        return base
+
+    def cropped(pred, target):
+        # Outputs within b pixels of a patch's edge saw its zero padding, which whole images barely have:
+        # learning from them teaches the network about borders instead of about textures.
+        return base(pred[..., b:-b, b:-b], target[..., b:-b, b:-b])
+    return cropped
 
 
 def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5", recipe="fast", iterations=None,
@@ -908,7 +919,7 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     meta = {"model": name, "model_class": type(net).__name__, "model_kwargs": build_kw, "scale": scale,
             "recipe": recipe_name, "recipe_params": recipe_dict, "patch_size": p, "lr": lr or rec.lr,
             "iterations": iterations, "data": _describe(data), "eval_data": _describe(eval_data)}
-    trainer = Trainer(net, sample, opt, loss=_loss_fn(rec), schedule=schedule, clip=clip, evaluate=evaluate_fn,
+    trainer = Trainer(net, sample, opt, loss=_loss_fn(rec, net, scale), schedule=schedule, clip=clip, evaluate=evaluate_fn,
                       eval_every=eval_every, checkpoint_every=checkpoint_every, out_dir=out_dir, seed=seed, meta=meta,
                       device=device, log=log, progress=progress)
     resumed = None

@@ -72,7 +72,13 @@ class FSRCNN(SRModel):
             # authors' deconv.m: 1-px replicate pad of the LR map, then crop from (9-1)/2 + r.
             self.deconvolution = nn.ConvTranspose2d(d, channels, 9, stride=r, padding=4 + r, output_padding=r - 1)
         else:
-            self.deconvolution = nn.ConvTranspose2d(d, channels, 9, stride=r, padding=4, output_padding=r - 1)
+            # LR pixel i covers HR pixels r*i .. r*i + r-1, so its centre is HR r*i + (r-1)/2.  The kernel's
+            # centre tap lands on HR r*i - padding + 4: padding 4 - (r-1)//2 puts it on the centre (x3:
+            # exactly; even scales: half a pixel off, the best an odd kernel can do).  padding=4 would
+            # shift x3 by a pixel, the offset the authors' x3 files carry (see tinysr.models.official).
+            pad = max(4 - (r - 1) // 2, 0)
+            self.deconvolution = nn.ConvTranspose2d(d, channels, 9, stride=r, padding=pad,
+                                                    output_padding=2 * pad - 9 + r)
         nn.init.normal_(self.deconvolution.weight, std=1e-3)
         nn.init.zeros_(self.deconvolution.bias)
 

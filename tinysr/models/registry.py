@@ -36,6 +36,10 @@ class TrainingRecipe:
     augment: Tuple[str, ...] = ()
     per_layer_lr: Optional[dict] = None
     notes: str = ""
+    #: output pixels cropped from each side of prediction and label before the loss: an int, or
+    #: ``"receptive_field"`` for half the network's receptive field (times the scale for networks that
+    #: upsample) -- the outputs that saw the zero padding of a small training patch.
+    loss_border: object = 0
     #: build arguments the recipe trains with (e.g. tinysr's fast SRCNN: ``{"offset": 0.5}``); the
     #: caller's ``model_kwargs`` override them.
     model_kwargs: dict = field(default_factory=dict)
