@@ -40,7 +40,7 @@ from . import __version__, backend, checkpoint
 from .models.registry import TrainingRecipe
 
 __all__ = ["train", "evaluate", "upscale", "load", "compare", "TrainResult", "FAST_RECIPES", "shipped_weights",
-           "save_weights", "ship_weights", "training_sampler", "make_optimizer", "WEIGHTS_DIR"]
+           "save_weights", "ship_weights", "results_table", "training_sampler", "make_optimizer", "WEIGHTS_DIR"]
 
 #: Where the weights that tinysr trained itself live (``<name>.npz`` + ``manifest.json``).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -75,7 +75,8 @@ FAST_RECIPES = {
     "fsrcnn": TrainingRecipe(
         data="T91 (add BSD200 with data=['T91', 'BSD200'] in place of the unavailable General-100)",
         patch_size={2: 24, 3: 16, 4: 12}, batch_size=32, optimizer="adam", lr=1e-3, betas=(0.9, 0.999),
-        loss="mse", iterations=30_000, lr_schedule={"type": "cosine"}, augment=("scale", "flip", "rot90"),
+        loss="mse", iterations=20_000, lr_schedule={"type": "cosine", "warmup": 500},
+        augment=("scale", "flip", "rot90"), model_kwargs={"offset": 0.5},
         notes="LR crops (HR 48x48) so that zero-padded borders are a small part of each patch; the paper's "
               "scale augmentation (0.9..0.6)"),
     **{name: TrainingRecipe(
@@ -306,6 +307,30 @@ def shipped_weights():
     reproduces it, the training time on the machine that trained it, and its measured PSNR.
     """
     return {k: v for k, v in _manifest().items() if not k.startswith("_")}
+
+
+def results_table(paper=None):
+    """The README's "weights trained by tinysr" table as Markdown, from ``tinysr/weights/manifest.json``.
+
+    One row per shipped weight: its Set5 / Set14 / B100 PSNR (and SSIM) under the protocol, the paper's
+    number beside it when ``paper`` (``{name: {dataset: psnr}}``) has one, the training steps and time,
+    and the command that reproduces it.  Maintainers paste the output into the README; a test checks that
+    every row's Set5 PSNR and command appear there.
+    """
+    paper = paper or {}
+    lines = ["| weights | Set5 | Set14 | B100 | paper (Set5 / Set14) | steps, time on the 2-core CPU | reproduce with |",
+             "|---|---|---|---|---|---|---|"]
+    for name, e in sorted(shipped_weights().items()):
+        cells = []
+        for ds in ("Set5", "Set14", "B100"):
+            p, q = e["psnr"].get(ds), e.get("ssim", {}).get(ds)
+            cells.append("-" if p is None else f"{p:.2f} / {q:.4f}" if q is not None else f"{p:.2f}")
+        ref = paper.get(name, {})
+        ref_s = " / ".join("-" if ref.get(ds) is None else f"{ref[ds]:.2f}" for ds in ("Set5", "Set14"))
+        mins = e["train_seconds"] / 60
+        lines.append(f"| `{name}` | {' | '.join(cells)} | {ref_s} | {e['steps']:,}, {mins:.0f} min | "
+                     f"`{e['command']}` |")
+    return "\n".join(lines)
 
 
 def _load_checkpoint_file(path, *, label=None):
