@@ -1,0 +1,249 @@
+"""Pictures of networks, drawn from the networks themselves.
+
+:func:`draw_architecture` turns a Module into the kind of diagram the papers print: one box per layer,
+top to bottom in the order the data flows, grouped under the names the paper gives its parts.  Nothing
+is typed in by hand -- the picture is read off the model in two ways:
+
+1. **the module tree** (``model.named_modules()``): every *leaf* module (one without sub-modules) is a
+   layer -- ``Conv2d``, ``ConvTranspose2d``, ``PReLU``, ``BatchNorm2d``, ``PixelShuffle`` ... -- and
+   the first part of its dotted name (``"mapping"`` in ``"mapping.2.0"``) is the paper's part it
+   belongs to, because the model files name their attributes after the paper;
+2. **one tiny forward pass** whose autograd graph is then walked backwards (the same graph that
+   ``backward()`` walks).  This sees what the module tree cannot: a ReLU applied as a function in
+   ``forward`` (``F.relu`` in SRCNN and VDSR, drawn as a dashed tag beside its layer, because it is an
+   operation, not a module with state), a module reused several times (DRCN's recursion: "used 16x"),
+   and a *global residual*: when the last operation adds the network's own input to the result
+   (VDSR's ``x + residual``), a skip arc is drawn from the input to a "+" before the output.
+
+Big networks (more than ``max_layers`` leaves: EDSR, SRResNet, RED30 ...) degrade to a plain stack of
+their top-level blocks, with no forward pass.  Only :class:`matplotlib.figure.Figure` is used, never
+pyplot, so drawing does not touch the session's backend or open windows::
+
+    import matplotlib.pyplot as plt
+    from tinysr.models import build
+    from tinysr.viz import draw_architecture
+    fig, ax = plt.subplots(1, 2, figsize=(11, 7))
+    draw_architecture(build("srcnn", scale=3), ax=ax[0])
+    draw_architecture(build("fsrcnn", scale=3), ax=ax[1])
+"""
+import textwrap
+
+import numpy as np
+
+__all__ = ["draw_architecture"]
+
+_ACTIVATIONS = ("ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh")
+_COLOURS = {"conv": "#9ecae1", "deconv": "#fdae6b", "act": "#e5f5e0", "norm": "#dadaeb", "shuffle": "#fdd0a2",
+            "linear": "#c6dbef", "io": "#f0f0f0", "block": "#d9d9d9", "other": "#eeeeee"}
+_INPUTS = {"bicubic-y": "input: bicubic-upsampled Y", "lr-y": "input: LR Y", "lr-rgb": "input: LR RGB",
+           "hr-rgb": "input: image"}
+_OUTPUTS = {"bicubic-y": "output: HR Y", "lr-y": "output: HR Y", "lr-rgb": "output: HR RGB", "hr-rgb": "output"}
+
+
+def _describe(m):
+    """``(kind, label)`` of one leaf layer: its kind picks the colour, the label says kernel and channels."""
+    t = type(m).__name__
+    if t == "Conv2d":
+        (kh, kw), (s, _) = m.kernel_size, m.stride
+        return "conv", f"conv {kh}x{kw}, {m.in_channels}->{m.out_channels}" + (f", stride {s}" if s != 1 else "")
+    if t == "ConvTranspose2d":
+        (kh, kw), (s, _) = m.kernel_size, m.stride
+        return "deconv", f"deconv {kh}x{kw}, {m.in_channels}->{m.out_channels}, upsample x{s}"
+    if t == "PReLU":
+        n = m.num_parameters
+        return "act", "PReLU (one slope)" if n == 1 else f"PReLU ({n} slopes)"
+    if t in _ACTIVATIONS:
+        return "act", t
+    if t == "BatchNorm2d":
+        return "norm", f"BatchNorm {m.num_features}"
+    if t == "PixelShuffle":
+        return "shuffle", f"pixel shuffle x{m.upscale_factor}"
+    if t == "Linear":
+        return "linear", f"linear {m.in_features}->{m.out_features}"
+    return "other", t
+
+
+def _trace(model, leaves):
+    """Run one small forward pass and read its autograd graph.
+
+    Returns ``(activation_after, uses, residual)``: the functional activation (``"ReLU"`` ...) that
+    directly consumes each leaf's output, how many times each leaf ran, and whether the output is
+    ``input + something``.  Returns None when no probe size suits the model.
+    """
+    from . import backend
+    from .autograd import Tensor, enable_grad
+    made_by, uses = {}, {}
+
+    def wrap(name, m):
+        original = m.forward
+
+        def recorded(*args, **kwargs):
+            y = original(*args, **kwargs)
+            uses[name] = uses.get(name, 0) + 1
+            if isinstance(y, Tensor) and y.creator is not None:
+                made_by[id(y.creator)] = name
+            return y
+        m.forward = recorded           # an instance attribute shadows the class's forward; del restores it
+
+    for name, m in leaves:
+        wrap(name, m)
+    was_training = model.training
+    model.eval()                       # BatchNorm must not update its running statistics
+    try:
+        sizes = [getattr(model, "input_size", None)] if getattr(model, "input_size", None) else [8, 24, 64]
+        channels = int(getattr(model, "in_channels", 1) or 1)
+        for size in sizes:
+            made_by.clear()
+            uses.clear()
+            x = np.random.default_rng(0).random((1, channels, size, size)).astype(np.float32)
+            x = Tensor(backend.to_device(x, model.device), requires_grad=True)   # so every op is recorded
+            try:
+                with enable_grad():
+                    out = model(x)
+                break
+            except Exception:          # too small for valid convolutions, a fixed-size classifier ...
+                continue
+        else:
+            return None
+    finally:
+        for _, m in leaves:
+            del m.forward
+        model.train(was_training)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    after, stack, seen = {}, [out.creator], set()
+    while stack:                       # every Function that led to the output, each once
+        f = stack.pop()
+        if f is None or id(f) in seen:
+            continue
+        seen.add(id(f))
+        inputs = getattr(f, "inputs", ())
+        if type(f).__name__ in _ACTIVATIONS and id(f) not in made_by and inputs:
+            src = made_by.get(id(getattr(inputs[0], "creator", None)))
+            if src is not None:
+                after[src] = type(f).__name__
+        stack.extend(getattr(i, "creator", None) for i in inputs)
+    top = out.creator
+    residual = type(top).__name__ == "Add" and any(i is x for i in getattr(top, "inputs", ()))
+    return after, uses, residual
+
+
+def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
+    """Draw ``model``'s layer stack, top (input) to bottom (output); returns the matplotlib Figure.
+
+    Parameters
+    ----------
+    model : a :class:`tinysr.nn.Module`, typically ``tinysr.models.build(name, scale=...)``.
+    ax : a matplotlib Axes to draw into (e.g. one of ``plt.subplots(1, 2)`` for a side-by-side
+        comparison); None makes a new :class:`matplotlib.figure.Figure` sized to the network.
+    title : the Axes title; default: class name, parameter count, receptive field, scale.
+    max_layers : above this many leaf layers the model is drawn as a plain stack of its top-level
+        blocks (one box each, with its layer and parameter counts).
+    fontsize : of the box labels, in points.
+
+    How to read it: solid boxes are modules (they hold weights or state); a dashed tag beside a box
+    is an activation applied as a function in ``forward`` right after that layer; the bracket on the
+    left names the paper's part and its parameter count -- which shows at a glance where a network
+    spends its parameters (FSRCNN's four mapping layers hold only ~40 %: they see 12 channels);
+    an arc on the right is a global residual connection.  Each layer box carries the matplotlib
+    ``gid`` ``"layer:<dotted name>"`` (functional tags ``"activation:<name>"``, blocks of the plain
+    stack ``"block:<name>"``, the skip arc ``"skip"``), which is how the tests count them.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+    from matplotlib.path import Path as MPath
+
+    leaves = [(n, m) for n, m in model.named_modules() if n and not m._modules] or [(type(model).__name__, model)]
+    plain = len(leaves) > max_layers
+    if plain:                           # one box per top-level block
+        items = []
+        for name, child in model._modules.items():
+            n_leaves = sum(1 for m in child.modules() if not m._modules)
+            items.append((name, "block", f"{name}: {type(child).__name__}\n{n_leaves} layers, "
+                                         f"{child.num_parameters():,} params", name, child))
+        after, uses, residual = {}, {}, False
+    else:
+        traced = _trace(model, leaves) if model is not leaves[0][1] else None
+        after, uses, residual = traced or ({}, {}, False)
+        items = [(n, *_describe(m), n.split(".", 1)[0], m) for n, m in leaves]
+
+    conv = getattr(model, "input_convention", None)
+    # " in", " out", " plus": keys that no module name can take (dotted names have no spaces)
+    flow = [(" in", "io", _INPUTS.get(conv, "input"), None, None), *items,
+            (" out", "io", _OUTPUTS.get(conv, "output"), None, None)]
+    cx, step = 5.4, 0.3                                    # box centre x, gap (arrow length) between boxes
+    heights = {"conv": 0.5, "deconv": 0.6, "linear": 0.5, "block": 0.6, "io": 0.45}
+    y, boxes = 0.0, []                                     # (name, kind, top, bottom, width)
+    for name, kind, *_ in flow:
+        h = heights.get(kind, 0.36)
+        w = {"io": 3.6, "block": 4.8}.get(kind, 4.2 if kind in heights else 3.0)
+        if name == " out" and residual:                    # the "+" where the skip arc joins
+            boxes.append((" plus", "plus", y, y - 0.4, 0.4))
+            y -= 0.4 + step
+        boxes.append((name, kind, y, y - h, w))
+        y -= h + step
+    bottom = y + step
+
+    if ax is None:
+        fig = Figure(figsize=(5.6, 0.5 * (0.9 - bottom) + 0.5))
+        ax = fig.add_subplot()
+        fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.35 / fig.get_figheight(), bottom=0.02)
+    fig = ax.figure
+    rows = {b[0]: b for b in boxes}
+    for name, kind, label, *_ in flow:
+        _, _, top, bot, w = rows[name]
+        edge = "--" if kind == "io" else "-"
+        ax.add_patch(FancyBboxPatch((cx - w / 2, bot), w, top - bot, boxstyle="round,pad=0,rounding_size=0.08",
+                                    fc=_COLOURS.get(kind, _COLOURS["other"]), ec="#333333", lw=0.8, ls=edge,
+                                    gid=None if kind == "io" else ("block:" if plain else "layer:") + name))
+        text = label + (f"  (used {uses[name]}x)" if uses.get(name, 1) > 1 else "")
+        ax.text(cx, (top + bot) / 2, text, ha="center", va="center", fontsize=fontsize)
+        if name in after:                                  # a functional activation right after this layer
+            ax.add_patch(FancyBboxPatch((cx + w / 2 + 0.15, bot + 0.06), 1.0, top - bot - 0.12,
+                                        boxstyle="round,pad=0,rounding_size=0.08", fc=_COLOURS["act"], ec="#333333",
+                                        lw=0.8, ls="--", gid="activation:" + name))
+            ax.text(cx + w / 2 + 0.65, (top + bot) / 2, after[name], ha="center", va="center", fontsize=fontsize - 1)
+    if residual:
+        _, _, top, bot, _ = rows[" plus"]
+        ax.add_patch(Circle((cx, (top + bot) / 2), 0.2, fc="white", ec="#333333", lw=0.8))
+        ax.text(cx, (top + bot) / 2, "+", ha="center", va="center", fontsize=fontsize + 3)
+        y_in, y_plus = (rows[" in"][2] + rows[" in"][3]) / 2, (top + bot) / 2
+        arc = MPath([(cx + 1.8, y_in), (9.4, y_in), (9.4, y_plus), (cx + 0.2, y_plus)])
+        ax.add_patch(FancyArrowPatch(path=arc, arrowstyle="-|>", mutation_scale=9, lw=1.0, color="#b2182b",
+                                     gid="skip"))
+        ax.text(9.55, (y_in + y_plus) / 2, "global residual: output = input + f(input)", rotation=270,
+                ha="left", va="center", fontsize=fontsize, color="#b2182b")
+    for a, b in zip(boxes[:-1], boxes[1:]):                # the data flow, box to box
+        ax.add_patch(FancyArrowPatch((cx, a[3]), (cx, b[2]), arrowstyle="-|>", mutation_scale=8, lw=0.8,
+                                     color="#333333", shrinkA=0, shrinkB=0))
+
+    groups = []                                            # consecutive layers of the same top-level part
+    for name, _, _, group, _ in items:
+        if groups and groups[-1][0] == group:
+            groups[-1][1].append(name)
+        else:
+            groups.append((group, [name]))
+    for group, names in groups if not plain else ():
+        top, bot = rows[names[0]][2], rows[names[-1]][3]
+        ax.plot([2.95, 2.85, 2.85, 2.95], [top, top, bot, bot], color="#555555", lw=0.8)
+        part = getattr(model, group, None)
+        n = part.num_parameters() if hasattr(part, "num_parameters") else 0
+        label = textwrap.fill(group.replace("_", " "), 16) + (f"\n{n:,} params" if n else "")
+        ax.text(2.75, (top + bot) / 2, label, ha="right", va="center", fontsize=fontsize + 1)
+
+    if title is None:
+        rf = getattr(type(model), "receptive_field", None)
+        try:
+            rf = model.receptive_field if rf is not None else None
+        except Exception:
+            rf = None
+        title = f"{type(model).__name__}: {model.num_parameters():,} parameters"
+        title += (f", receptive field {rf}x{rf}" if rf else "") + (f", x{model.scale}" if getattr(model, "scale", None)
+                                                                     else "")
+        if plain:
+            title += f"\n({len(leaves)} layers: drawn as its top-level blocks)"
+    ax.set_title(title, fontsize=fontsize + 2)
+    ax.set_xlim(0, 10.3)
+    ax.set_ylim(bottom - 0.1, 0.25)
+    ax.set_aspect("equal", adjustable="box", anchor="N")
+    ax.axis("off")
+    return fig
