@@ -18,7 +18,8 @@ def readme_commands():
 def test_readme_opens_with_exactly_two_setup_commands():
     cmds = readme_commands()
     assert len(cmds) == 2
-    assert "pip install -e ." in cmds[0] and "tinysr demo" in cmds[0]
+    # the main job, offline: the shipped FSRCNN upscales a builtin photo and compares it with bicubic
+    assert "pip install -e ." in cmds[0] and "tinysr upscale builtin:" in cmds[0] and "--compare" in cmds[0]
     assert '".[test]"' in cmds[1] and cmds[1].rstrip().endswith("pytest")
 
 

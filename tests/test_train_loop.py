@@ -127,3 +127,15 @@ def test_checkpoints_never_unpickle(tmp_path):
     np.savez(bad, __meta__=np.array([{"x": 1}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         checkpoint.load(bad)
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    """mkstemp's temporary files are 0600; a checkpoint or shipped weight must be readable like any file."""
+    import os
+    import stat
+    from tinysr import checkpoint
+    p = tmp_path / "x.bin"
+    checkpoint.atomic_write_bytes(p, lambda f: f.write(b"abc"))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask

@@ -522,7 +522,9 @@ def _super_resolve_tiled(net, img, scale, tile, *, self_ensemble=False, device=N
             bottom, right = min(top + tile, h), min(left + tile, w)
             t0, l0 = max(top - m, 0), max(left - m, 0)
             b1, r1 = min(bottom + m, h), min(right + m, w)
-            y = infer.super_resolve(net, img[t0:b1, l0:r1], s, self_ensemble=self_ensemble, device=device)
+            # only the image's own edges get the replicate border; inner edges have real context
+            y = infer.super_resolve(net, img[t0:b1, l0:r1], s, self_ensemble=self_ensemble, device=device,
+                                    sides=(t0 == 0, b1 == h, l0 == 0, r1 == w))
             out[top * s:bottom * s, left * s:right * s] = \
                 y[(top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s]
     return out

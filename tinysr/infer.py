@@ -5,7 +5,7 @@ receptive field.  So a big image can be cut into tiles, each tile run with a *ma
 least the receptive-field radius on every side, and the centre of each result pasted into the output:
 the pasted pixels are exactly those of the untiled run (up to float32 rounding of the GEMMs), while
 memory is bounded by the tile size.  At the image border the margin is simply cut off, where the
-untiled run sees the same zero padding.
+untiled run sees the same border (see **Borders**).
 
 **Self-ensemble** (Timofte et al., CVPR 2016; EDSR, Lim et al. 2017): run the network on the 8 flips
 and rotations of the input, undo each transform on the output, and average.  It costs 8 passes and
@@ -14,6 +14,13 @@ gains ~0.1 dB for free at test time.
 **Colour.** Networks trained on luminance (SRCNN to DRRN) see only Y of BT.601 YCbCr; the chroma
 channels Cb and Cr are upsampled with bicubic interpolation and the three are recombined, as the
 papers' demos do.  RGB networks (SRResNet, EDSR) take the RGB image as it is.
+
+**Borders.** A network trained on patches with zero padding sees black beyond the image edge, and its
+output darkens along the border (a visible line on the right and bottom of an FSRCNN upscale).  So by
+default (``border="replicate"``) the network input is first extended by its receptive-field radius with
+copies of the edge pixels -- what the SRCNN/FSRCNN authors' test code does inside every layer -- and
+the extra output is cropped off.  Only pixels within that radius of the edge change; networks that pad
+with replicate borders themselves are run as they are; ``border="zeros"`` gives the raw network.
 """
 import numpy as np
 
@@ -32,6 +39,12 @@ def _untransform(x, k, flip):
     if flip:
         x = x[..., ::-1]
     return np.rot90(x, -k, axes=(-2, -1))
+
+
+def _zero_padded(model):
+    """True when some convolution of ``model`` pads with zeros (so its output darkens at the borders)."""
+    from .nn import Conv2d
+    return any(isinstance(m, Conv2d) and m.padding_mode == "zeros" and any(m.padding) for m in model.modules())
 
 
 def _run(model, x, device):
@@ -81,30 +94,48 @@ def forward_tiled(model, x, tile, margin=None, device="cpu"):
     return out
 
 
-def predict(model, x, *, tile=None, margin=None, self_ensemble=False, device=None):
+def predict(model, x, *, tile=None, margin=None, self_ensemble=False, device=None, border="replicate",
+            sides=(True, True, True, True)):
     """The model's output for ``x`` (N, C, H, W) as a float32 NumPy array, without recording gradients.
 
     ``tile`` (input pixels) bounds memory for big images (see :func:`forward_tiled`);
-    ``self_ensemble=True`` averages the 8 dihedral transforms.
+    ``self_ensemble=True`` averages the 8 dihedral transforms; ``border`` see the module docstring.
+    ``sides`` (top, bottom, left, right) says which edges of ``x`` are the image's own edges (a tile cut
+    from a bigger image has context, not a border, on its inner sides); only those are extended.
     """
+    if border not in ("replicate", "zeros"):
+        raise ValueError(f"border must be 'replicate' or 'zeros', got {border!r}")
     device = device or getattr(model, "device", "cpu")
     was_training = getattr(model, "training", False)
     model.eval()
     try:
         x = np.asarray(x, dtype=np.float32)
+        pads = (0, 0, 0, 0)
+        if border == "replicate" and _zero_padded(model):
+            # Extended once, before tiling and the ensemble's flips, so both see the same picture.
+            r = int(getattr(model, "receptive_field", 1) or 1) // 2
+            pads = tuple(r if side else 0 for side in sides)
+            x = np.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:]), mode="edge")
         run = (lambda a: forward_tiled(model, a, tile, margin, device)) if tile else (lambda a: _run(model, a, device))
         if not self_ensemble:
-            return run(x)
-        acc = None
-        for k, flip in _DIHEDRAL:
-            y = _untransform(run(np.ascontiguousarray(_transform(x, k, flip))), k, flip)
-            acc = y.astype(np.float64) if acc is None else acc + y
-        return (acc / len(_DIHEDRAL)).astype(np.float32)
+            y = run(x)
+        else:
+            acc = None
+            for k, flip in _DIHEDRAL:
+                yk = _untransform(run(np.ascontiguousarray(_transform(x, k, flip))), k, flip)
+                acc = yk.astype(np.float64) if acc is None else acc + yk
+            y = (acc / len(_DIHEDRAL)).astype(np.float32)
+        if any(pads):
+            s = y.shape[-1] // x.shape[-1]          # 1 for pre-upsampling networks, the scale otherwise
+            t, b, l, r = (p * s for p in pads)
+            y = y[..., t:y.shape[-2] - b, l:y.shape[-1] - r]
+        return y
     finally:
         model.train(was_training)
 
 
-def super_resolve(model, image, scale, *, tile=None, self_ensemble=False, device=None):
+def super_resolve(model, image, scale, *, tile=None, self_ensemble=False, device=None, border="replicate",
+                  sides=(True, True, True, True)):
     """Upscale a uint8 image (H, W, 3) RGB or (H, W) grayscale by ``scale`` with ``model``.
 
     The model's ``input_convention`` decides what it is fed:
@@ -122,7 +153,7 @@ def super_resolve(model, image, scale, *, tile=None, self_ensemble=False, device
     if image.dtype != np.uint8:
         raise ValueError(f"super_resolve expects a uint8 image, got {image.dtype} (read files with tinysr.imread)")
     convention = getattr(model, "input_convention", "lr-y")
-    kw = dict(tile=tile, self_ensemble=self_ensemble, device=device)
+    kw = dict(tile=tile, self_ensemble=self_ensemble, device=device, border=border, sides=sides)
     gray = image.ndim == 2
     if convention == "lr-rgb":
         rgb = np.repeat(image[..., None], 3, axis=2) if gray else image

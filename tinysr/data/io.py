@@ -224,6 +224,8 @@ def imwrite(path, img):
         raise ValueError(f"{p}: unknown image extension {p.suffix!r}; use .png")
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        from ..checkpoint import _umask
+        os.chmod(tmp, 0o666 & ~_umask())           # not mkstemp's private 0600
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(a).save(f, format=fmt)
         os.replace(tmp, p)
