@@ -130,7 +130,8 @@ def _build_kwargs_of(module):
     if name == "FSRCNN":
         prelu = "shared" if module.shrinking[1].weight.size == 1 else "channel"
         return {"d": module.d, "s": module.s, "m": module.m, "prelu": prelu, "padding_mode": module.padding_mode,
-                "channels": int(module.in_channels), "offset": float(getattr(module, "offset", 0.0))}
+                "channels": int(module.in_channels), "offset": float(getattr(module, "offset", 0.0)),
+                "deconv_padding": int(module.deconvolution.padding[0]) if module.padding_mode == "zeros" else None}
     return None
 
 

@@ -42,6 +42,9 @@ class FSRCNN(SRModel):
     padding_mode : ``"zeros"`` (ordinary 'same' zero padding) or ``"replicate"`` (the authors' test
         code: replicate borders everywhere and a 1-pixel replicate pre-pad of the deconvolution input).
 
+    deconv_padding : the zero-padding deconvolution's ``padding`` (default: the one that centres each LR
+        pixel on its HR block, ``4 - (scale-1)//2``); ports of other code may need theirs, e.g. 4
+        (``output_padding`` follows so that the output is exactly ``scale`` times the input).
     offset : tinysr's fast recipe option (not the paper's): compute ``f(x - offset) + offset``, i.e. see and
         predict centred intensities (see :class:`tinysr.models.srcnn.SRCNN` for why it speeds Adam up).
     Shapes: ``(N, 1, h, w) -> (N, 1, scale*h, scale*w)``.
@@ -49,7 +52,8 @@ class FSRCNN(SRModel):
 
     input_convention = "lr-y"
 
-    def __init__(self, scale=3, d=56, s=12, m=4, prelu="shared", padding_mode="zeros", channels=1, offset=0.0):
+    def __init__(self, scale=3, d=56, s=12, m=4, prelu="shared", padding_mode="zeros", channels=1, offset=0.0,
+                 deconv_padding=None):
         super().__init__()
         if prelu not in ("shared", "channel"):
             raise ValueError(f"prelu must be 'shared' or 'channel', got {prelu!r}")
@@ -76,7 +80,7 @@ class FSRCNN(SRModel):
             # centre tap lands on HR r*i - padding + 4: padding 4 - (r-1)//2 puts it on the centre (x3:
             # exactly; even scales: half a pixel off, the best an odd kernel can do).  padding=4 would
             # shift x3 by a pixel, the offset the authors' x3 files carry (see tinysr.models.official).
-            pad = max(4 - (r - 1) // 2, 0)
+            pad = max(4 - (r - 1) // 2, 0) if deconv_padding is None else int(deconv_padding)
             self.deconvolution = nn.ConvTranspose2d(d, channels, 9, stride=r, padding=pad,
                                                     output_padding=2 * pad - 9 + r)
         nn.init.normal_(self.deconvolution.weight, std=1e-3)

@@ -423,7 +423,9 @@ def _fsrcnn_model(raw, scale, **kw):
     if "first_part.0.weight" in raw:           # yjn870 PyTorch port: per-channel PReLU, zero padding
         m = (len([k for k in raw if k.startswith("mid_part.") and k.endswith(".bias")]) - 2)
         d, s = raw["first_part.0.weight"].shape[0], raw["mid_part.0.weight"].shape[0]
-        model = build("fsrcnn", scale=scale, d=d, s=s, m=m, **{"prelu": "channel", "padding_mode": "zeros", **kw})
+        # yjn870's ConvTranspose2d(padding=4, output_padding=scale-1), not tinysr's centred default
+        model = build("fsrcnn", scale=scale, d=d, s=s, m=m, **{"prelu": "channel", "padding_mode": "zeros",
+                                                                "deconv_padding": 4, **kw})
         state = {"feature_extraction.0.weight": raw["first_part.0.weight"],
                  "feature_extraction.0.bias": raw["first_part.0.bias"],
                  "feature_extraction.1.weight": raw["first_part.1.weight"],
