@@ -876,6 +876,10 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         if getattr(net, "scale", None) is not None and int(net.scale) != int(scale):
             raise ValueError(f"the model is built for x{net.scale} but scale={scale}")
         key = name or "custom"
+        if key == "custom" and recipe == "paper":
+            raise ValueError("recipe='paper' needs a registry model; give a TrainingRecipe, or recipe='fast', for "
+                             "a custom one")
+        rec, recipe_name = _recipe_for(_recipe_family(key, _convention(net), recipe), recipe)
     else:
         name = _spec_name(model)
         spec = get_spec(name)
@@ -884,7 +888,7 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         if spec.input_convention not in ("bicubic-y", "lr-y", "lr-rgb"):
             raise ValueError(f"{name} is not a super-resolution network that tinysr.train can train on its own")
         key = name
-        family = key if key in FAST_RECIPES or recipe != "fast" else _FAMILY[spec.input_convention]
+        family = _recipe_family(key, spec.input_convention, recipe)
         rec, recipe_name = _recipe_for(family, recipe)
         if family == key:     # a recipe borrowed from another family does not impose its build arguments
             model_kwargs = {**(rec.model_kwargs or {}), **model_kwargs}
@@ -892,11 +896,6 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         init.seed(seed)
         net = build(name, scale=int(scale), **model_kwargs)
     scale = int(scale)
-    if key == "custom" and recipe == "paper":
-        raise ValueError("recipe='paper' needs a registry model; give a TrainingRecipe, or recipe='fast', for a "
-                         "custom one")
-    if key == "custom" or isinstance(model, Module):
-        rec, recipe_name = _recipe_for(key if key in FAST_RECIPES or recipe != "fast" else _guess_family(net), recipe)
     rec = replace(rec, batch_size=int(batch_size or rec.batch_size))
     p = _patch_for(rec, scale, patch_size, key, recipe_name)
     if out_dir is None:
@@ -990,6 +989,7 @@ def _describe(data):
 _FAMILY = {"bicubic-y": "vdsr", "lr-y": "fsrcnn", "lr-rgb": "edsr_baseline"}
 
 
-def _guess_family(net):
-    """Fast-recipe family of a custom Module, from its input convention."""
-    return _FAMILY[_convention(net)]
+def _recipe_family(key, convention, recipe):
+    """Whose recipe a model trains with: its own, or for ``recipe="fast"`` without one of its own (and for
+    custom Modules), that of the fast family sharing its input convention."""
+    return key if key in FAST_RECIPES or recipe != "fast" else _FAMILY[convention]
