@@ -71,6 +71,13 @@ def test_train_end_to_end_resume_message_history_and_checkpoint_meta(small_data,
         tinysr.train("srcnn", iterations=9, resume=False, **kw)
     with pytest.raises(ValueError, match="another run"):
         tinysr.train("srcnn", iterations=9, **{**kw, "scale": 2})
+    # a resumed run must be the run its command describes: a changed batch, patch, rate or data is refused
+    for change in ({"batch_size": 8}, {"patch_size": 25}, {"lr": 1e-2}, {"data": [train, train]}):
+        with pytest.raises(ValueError, match=f"another run.*{next(iter(change))}"):
+            tinysr.train("srcnn", iterations=12, **{**kw, **change})
+    lines.clear()
+    tinysr.train("srcnn", iterations=12, **kw)
+    assert any("planned for 9 steps and now runs to 12" in m for m in lines)
 
 
 KILL_SCRIPT = textwrap.dedent("""

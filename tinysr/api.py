@@ -954,12 +954,12 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         latest = checkpoint.latest(out_dir)
         if latest is not None:
             _, _, old = checkpoint.load(latest)
-            for k in ("model", "scale", "recipe"):
-                if old.get(k) != meta[k]:
-                    raise ValueError(f"{latest} belongs to another run ({k} {old.get(k)!r}, this run {meta[k]!r}); "
-                                     "choose another out_dir")
+            _check_same_run(latest, old, meta)
             resumed = trainer.resume()
             log(f"==> resuming from {resumed} at step {trainer.step} of {iterations}")
+            if old.get("iterations") not in (None, iterations):
+                log(f"==> the run was planned for {old['iterations']} steps and now runs to {iterations}: the "
+                    f"learning-rate schedule is re-planned over {iterations} steps from step {trainer.step}")
     if resumed is None:
         evals = f"evaluating on {_describe(eval_data)} every {eval_every}" if eval_data is not None else "no evaluation"
         log(f"==> starting fresh in {out_dir} ({iterations} steps, {evals})")
@@ -973,6 +973,23 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     log(f"==> checkpoint {last}; load it with tinysr.load({str(last)!r})")
     return TrainResult(model=net, history=trainer.history, metrics=final, out_dir=out_dir, checkpoint=last,
                        resumed_from=resumed, seconds=time.time() - t_start, recipe=recipe_dict)
+
+
+# What makes two runs the same run: resuming with any of these changed would silently train a model that
+# no single command describes.  The length (``iterations``) may change: that extends or shortens a run.
+_SAME_RUN_KEYS = ("model", "scale", "recipe", "model_kwargs", "recipe_params", "patch_size", "lr", "data")
+
+
+def _check_same_run(path, old, meta):
+    """Refuse to resume from ``path`` when its run differs from this one in anything but its length."""
+    def norm(v):
+        return json.loads(json.dumps(v, sort_keys=True, default=str))
+    diff = [f"{k} {old.get(k)!r} there, {meta[k]!r} now" for k in _SAME_RUN_KEYS
+            if k in old and norm(old[k]) != norm(meta[k])]
+    diff += [f"{k} {old.get(k)!r} there, {meta[k]!r} now" for k in ("model", "scale", "recipe") if k not in old]
+    if diff:
+        raise ValueError(f"{path} belongs to another run ({'; '.join(diff)}); resuming would mix two "
+                         "configurations, so choose another out_dir (or repeat that run's settings to continue it)")
 
 
 def _describe(data):
