@@ -1,0 +1,68 @@
+"""The equal-budget leaderboard (tinysr.leaderboard): a budget becomes steps, steps become scored rows.
+
+Run on three small crops with two tiny networks: what is checked is the plumbing (the plan follows the
+measured step time, the run trains exactly the planned steps, scores, times and resumes), not PSNR.
+"""
+import json
+
+import pytest
+
+from tinysr import leaderboard
+from tinysr.data import datasets
+from tinysr.data.io import imwrite
+
+ENTRIES = [("tiny SRCNN", "srcnn", (3,), {}), ("tiny FSRCNN", "fsrcnn", (2,), {"d": 8, "s": 4, "m": 1})]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lb")
+    train, test = root / "train", root / "test"
+    for i, im in enumerate(datasets.load("builtin", split="train")[:3]):
+        imwrite(train / f"crop{i}.png", im[100:199, 100:199])
+    imwrite(test / "cat.png", datasets.load("builtin", split="test")[1][100:160, 150:210])
+    return train, test
+
+
+def test_plan_turns_the_budget_into_steps_from_the_measured_step_time(small, tmp_path):
+    train, _ = small
+    p = leaderboard.plan(0.5, entries=ENTRIES, data=[train], steps=2, out=tmp_path, log=lambda m: None)
+    assert set(p["entries"]) == {"srcnn-x3", "fsrcnn-x2"}
+    for e in p["entries"].values():
+        assert e["seconds_per_step"] > 0 and e["iterations"] == max(int(0.5 / e["seconds_per_step"]), 1)
+    assert "cores" in p["machine"] and p["budget_seconds"] == 0.5 and p["data"] == [str(train)]
+    assert json.loads((tmp_path / "plan.json").read_text()) == p
+
+
+def test_run_trains_the_planned_steps_scores_and_skips_finished_methods(small, tmp_path):
+    train, test = small
+    p = leaderboard.plan(0.5, entries=ENTRIES, data=[train], steps=1, log=lambda m: None)
+    for e in p["entries"].values():
+        e["iterations"] = 3
+    logs = []
+    res = leaderboard.run(tmp_path, plan_data=p, datasets=(str(test),), progress=False, log=logs.append)
+    rows = res["rows"]
+    assert set(rows) == {"srcnn-x3", "fsrcnn-x2"}
+    for key, r in rows.items():
+        psnr, ssim = r["psnr_ssim"][str(test)]
+        assert 10 < psnr < 60 and 0 < ssim <= 1
+        assert r["parameters"] > 0 and r["inference_s_per_megapixel"] > 0 and r["iterations"] == 3
+        assert (tmp_path / key / "step_0000003.npz").is_file()
+    assert json.loads((tmp_path / "leaderboard.json").read_text())["rows"].keys() == rows.keys()
+    logs.clear()
+    leaderboard.run(tmp_path, plan_data=p, datasets=(str(test),), progress=False, log=logs.append)
+    assert sum("done before, skipped" in m for m in logs) == 2
+    table = leaderboard.format_table(res, datasets=(str(test),))
+    assert "tiny SRCNN" in table and "tiny FSRCNN" in table and "min of training per method" in table
+
+
+def test_paper_numbers_come_from_the_table_by_the_papers_row_names():
+    table = {"VDSR": {"Set5": {"x3": [33.66, 0.9213]}}}
+    assert leaderboard.paper_numbers(table, "vdsr", "Set5", 3) == (33.66, 0.9213)
+    assert leaderboard.paper_numbers(table, "vdsr", "Set5", 4) is None
+    assert leaderboard.paper_numbers(table, "edsr_baseline", "Set5", 3) is None
+
+
+def test_run_without_a_plan_says_how_to_make_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make the plan first.*--budget-minutes"):
+        leaderboard.run(tmp_path)

@@ -1,0 +1,245 @@
+"""The equal-budget leaderboard: every network trained by tinysr for the *same CPU time* on the same data.
+
+The papers' tables compare networks that were each trained for as long as their authors could afford
+(SRCNN for days of SGD, EDSR on DIV2K for days on a GPU).  Here every method gets the same budget of
+wall-clock seconds of training on one machine, the fast recipe (:data:`tinysr.api.FAST_RECIPES`), the
+same data (T91 + BSD200) and seed, and is then scored on Set5/Set14/B100 under the protocol.  What it
+shows: which design buys the most PSNR per CPU-second at a small budget.  What it does not show: how
+the methods rank when each is trained to convergence (the papers' numbers, printed beside ours) --
+a big network that is far from converged loses here and wins there.
+
+Two steps, so that a re-run is reproducible step for step:
+
+1. :func:`plan` measures each method's seconds per training step on this machine and turns the budget
+   into a number of steps (written to ``plan.json``, with the machine and the date);
+2. :func:`run` trains each method for exactly its planned steps (seeded; an interrupted run resumes,
+   see :func:`tinysr.train`), evaluates it, times its inference and writes ``leaderboard.json``.
+
+From the shell::
+
+    python -m tinysr.leaderboard plan --budget-minutes 20 --out runs/leaderboard
+    python -m tinysr.leaderboard run --out runs/leaderboard
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: (label, registry name, scales, build arguments).  MDSR is trained one scale at a time here: tinysr.train
+#: does not mix scales in a batch yet, so this measures MDSR's body, not its multi-scale training.
+ENTRIES = [
+    ("SRCNN 9-1-5", "srcnn", (3, 4), {}),
+    ("FSRCNN", "fsrcnn", (3, 4), {}),
+    ("VDSR", "vdsr", (3, 4), {}),
+    ("DRCN", "drcn", (3, 4), {}),
+    ("RED30", "red30", (3, 4), {}),
+    ("DRRN B1U25", "drrn", (3, 4), {}),
+    ("SRDenseNet", "srdensenet", (4,), {}),
+    ("SRResNet", "srresnet", (4,), {}),
+    ("EDSR-baseline", "edsr_baseline", (3, 4), {}),
+    ("MDSR", "mdsr", (3, 4), {}),
+]
+
+#: The papers' rows in ``paper_psnr.json`` for each registry name (None: no published row).
+PAPER_ROWS = {"srcnn": "SRCNN-915 (ECCV14, 91 images)", "fsrcnn": "FSRCNN (ECCV16 paper, PSNR only)",
+              "vdsr": "VDSR", "drcn": "DRCN", "red30": "RED30", "drrn": "DRRN-B1U25", "srdensenet": "SRDenseNet",
+              "srresnet": "SRResNet (as listed in EDSR table)", "edsr_baseline": None, "mdsr": "MDSR"}
+
+DATA = ["T91", "BSD200"]
+TEST_SETS = ("Set5", "Set14", "B100")
+
+
+def _key(name, scale):
+    return f"{name}-x{scale}"
+
+
+def machine():
+    """A one-line description of the machine (CPU model, cores, Python, NumPy) for the tables."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def _train(name, scale, iterations, *, data, out_dir, model_kwargs, seed, eval_data=None, progress=False,
+           log=None):
+    import tinysr
+    return tinysr.train(name, scale=scale, data=data, eval_data=eval_data, iterations=iterations, seed=seed,
+                        out_dir=out_dir, model_kwargs=dict(model_kwargs), progress=progress,
+                        log=log or (lambda m: None), eval_every=max(iterations, 1),
+                        checkpoint_every=max(min(1000, iterations // 10), 1))
+
+
+def seconds_per_step(name, scale, *, data=None, model_kwargs=None, steps=3, seed=0):
+    """Median seconds of one training step of ``name`` (fast recipe) on this machine.
+
+    Times ``1 + steps`` steps in one run and a 1-step run, and divides the difference by ``steps``,
+    so that data loading and the first call's compilation are not counted.
+    """
+    data = DATA if data is None else data
+    times = []
+    for n in (1, 1 + steps):
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            _train(name, scale, n, data=data, out_dir=tmp, model_kwargs=model_kwargs or {}, seed=seed)
+            times.append(time.perf_counter() - t)
+    return max(times[1] - times[0], 1e-6) / steps
+
+
+def plan(budget_s, *, entries=None, data=None, steps=3, out=None, log=print):
+    """Turn a budget of training seconds per method into a number of steps per (method, scale).
+
+    Returns (and writes to ``out/plan.json`` when ``out`` is given) a dict with the budget, the machine,
+    the date and, per ``"<name>-x<scale>"``, the label, the measured seconds per step and the steps.
+    """
+    entries = ENTRIES if entries is None else entries
+    data = DATA if data is None else data
+    rows = {}
+    for label, name, scales, kwargs in entries:
+        for s in scales:
+            sps = seconds_per_step(name, s, data=data, model_kwargs=kwargs, steps=steps)
+            its = max(int(budget_s / sps), 1)
+            rows[_key(name, s)] = {"label": label, "name": name, "scale": s, "model_kwargs": kwargs,
+                                   "seconds_per_step": sps, "iterations": its}
+            log(f"  {label} x{s}: {sps * 1000:.0f} ms a step -> {its:,} steps in {budget_s:.0f} s")
+    result = {"budget_seconds": float(budget_s), "machine": machine(), "date": _dt.date.today().isoformat(),
+              "data": [str(d) for d in data] if isinstance(data, (list, tuple)) else [str(data)], "recipe": "fast",
+              "entries": rows}
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        _write_json(Path(out) / "plan.json", result)
+    return result
+
+
+def inference_seconds_per_megapixel(model, scale, hr_size=256, repeats=3):
+    """Median seconds to produce one megapixel of output with ``model`` (CPU, no tiling)."""
+    from . import no_grad, tensor
+    from .api import _convention
+    conv = _convention(model)
+    side = hr_size if conv == "bicubic-y" else hr_size // scale
+    ch = 3 if conv == "lr-rgb" else 1
+    x = tensor(np.random.default_rng(0).random((1, ch, side, side)).astype(np.float32))
+    model.eval()
+    times = []
+    with no_grad():
+        model(x)                                   # compile / warm the buffers first
+        for _ in range(repeats):
+            t = time.perf_counter()
+            y = model(x)
+            times.append(time.perf_counter() - t)
+    pixels = y.shape[-1] * y.shape[-2]
+    return statistics.median(times) / (pixels / 1e6)
+
+
+def run(out, *, plan_data=None, datasets=TEST_SETS, only=None, progress=True, log=print):
+    """Train and score every entry of ``out/plan.json`` (or ``plan_data``); returns the results dict.
+
+    Results are written to ``out/leaderboard.json`` after every method, so an interrupted run keeps what
+    it finished; running again skips finished methods and resumes the unfinished one from its
+    checkpoint.  ``only`` restricts the run to some ``"<name>-x<scale>"`` keys.
+    """
+    import tinysr
+    out = Path(out)
+    if plan_data is None:
+        path = out / "plan.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: make the plan first "
+                                    f"(python -m tinysr.leaderboard plan --budget-minutes N --out {out})")
+        plan_data = json.loads(path.read_text())
+    res_path = out / "leaderboard.json"
+    results = json.loads(res_path.read_text()) if res_path.is_file() else {}
+    results.update({k: plan_data[k] for k in ("budget_seconds", "machine", "date", "data", "recipe")})
+    rows = results.setdefault("rows", {})
+    for key, e in plan_data["entries"].items():
+        if only is not None and key not in only:
+            continue
+        if key in rows and rows[key].get("iterations") == e["iterations"]:
+            log(f"  {e['label']} x{e['scale']}: done before, skipped")
+            continue
+        log(f"==> {e['label']} x{e['scale']}: {e['iterations']:,} steps")
+        t = time.time()
+        r = _train(e["name"], e["scale"], e["iterations"], data=plan_data["data"], out_dir=out / key,
+                   model_kwargs=e["model_kwargs"], seed=0, progress=progress, log=log)
+        scores = {}
+        for ds in datasets:
+            rep = tinysr.evaluate(r.model, ds, scale=e["scale"])
+            scores[ds] = [round(rep["psnr"], 3), round(rep["ssim"], 4)]
+            log(f"     {ds}: {rep['psnr']:.3f} dB / {rep['ssim']:.4f}")
+        rows[key] = {**e, "psnr_ssim": scores, "parameters": int(r.model.num_parameters()),
+                     "inference_s_per_megapixel": inference_seconds_per_megapixel(r.model, e["scale"]),
+                     "train_wall_seconds": time.time() - t, "checkpoint": str(r.checkpoint),
+                     "protocol": rep["protocol"]}
+        _write_json(res_path, results)
+    return results
+
+
+def paper_numbers(paper_json, name, dataset, scale):
+    """The published ``(psnr, ssim)`` of ``name`` from ``paper_psnr.json`` (None when it has none)."""
+    row = PAPER_ROWS.get(name)
+    if row is None:
+        return None
+    table = json.loads(Path(paper_json).read_text()) if not isinstance(paper_json, dict) else paper_json
+    cell = table.get(row, {}).get(dataset, {}).get(f"x{scale}")
+    return tuple(cell) if cell else None
+
+
+def format_table(results, paper_json=None, datasets=TEST_SETS):
+    """The leaderboard as a Markdown table, best Set5 PSNR first within each scale."""
+    paper = json.loads(Path(paper_json).read_text()) if paper_json else None
+    head = (f"Budget: {results['budget_seconds'] / 60:.0f} min of training per method on {results['machine']} "
+            f"({results['date']}); data {', '.join(results['data'])}; recipe {results['recipe']}; PSNR / SSIM on Y.")
+    cols = ["method", "scale", "steps", "parameters", "s / MP (CPU)"] + list(datasets)
+    if paper:
+        cols.append("paper (Set5)")
+    lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows = sorted(results["rows"].values(), key=lambda r: (r["scale"], -r["psnr_ssim"][datasets[0]][0]))
+    for r in rows:
+        cells = [r["label"], f"x{r['scale']}", f"{r['iterations']:,}", f"{r['parameters']:,}",
+                 f"{r['inference_s_per_megapixel']:.2f}"]
+        cells += [f"{r['psnr_ssim'][d][0]:.2f} / {r['psnr_ssim'][d][1]:.4f}" for d in datasets]
+        if paper:
+            p = paper_numbers(paper, r["name"], "Set5", r["scale"])
+            cells.append(f"{p[0]:.2f}" if p else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_json(path, obj):
+    # atomic: a killed run never leaves half a file behind
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tinysr.leaderboard", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("plan", help="measure each method's step time and fix its number of steps")
+    p.add_argument("--budget-minutes", type=float, required=True)
+    p.add_argument("--out", default="runs/leaderboard")
+    r = sub.add_parser("run", help="train and score every planned method (resumes)")
+    r.add_argument("--out", default="runs/leaderboard")
+    r.add_argument("--only", nargs="*", help="e.g. srcnn-x3 fsrcnn-x4")
+    r.add_argument("--paper", help="paper_psnr.json, for the table's paper column")
+    args = ap.parse_args(argv)
+    if args.cmd == "plan":
+        plan(args.budget_minutes * 60, out=args.out)
+    else:
+        res = run(args.out, only=args.only)
+        print(format_table(res, args.paper))
+
+
+if __name__ == "__main__":
+    main()
