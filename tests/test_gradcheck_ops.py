@@ -148,3 +148,10 @@ def test_gradcheck_catches_a_wrong_backward():
 def test_gradcheck_requires_float64():
     with pytest.raises(GradientCheckError, match="float64"):
         check_grad(F.relu, Tensor(np.ones((2, 2), np.float32), requires_grad=True))
+
+
+@pytest.mark.parametrize("shape,k", [((2, 3, 6, 8), 2), ((1, 2, 7, 5), 2), ((2, 1, 9, 6), 3), ((1, 2, 6, 6), (2, 3))])
+def test_max_pool2d_gradient(shape, k):
+    # distinct values (a permutation): no ties, so the maximum of every window is unique and differentiable
+    x = np.random.default_rng(sum(shape)).permutation(int(np.prod(shape))).reshape(shape) * 0.1
+    check_grad(lambda t: F.max_pool2d(t, k), x.astype(np.float64))

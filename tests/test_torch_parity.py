@@ -135,3 +135,10 @@ def test_batch_norm_running_statistics(dtype, shape):
     compare(lambda x, g, b: F.batch_norm(x, rm, rv, g, b, training=False),
             lambda x, g, b: tF.batch_norm(x, trm, trv, g, b, training=False), [rand(*shape, seed=99), gamma, beta],
             dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,k", [((2, 3, 8, 10), 2), ((1, 4, 9, 7), 2), ((2, 2, 9, 11), 3)])
+def test_max_pool2d(dtype, shape, k):
+    # odd sizes: floor mode drops the last row/column, whose gradient must be zero as in PyTorch
+    compare(lambda x: F.max_pool2d(x, k), lambda x: tF.max_pool2d(x, k), [rand(*shape)], dtype)

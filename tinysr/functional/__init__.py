@@ -9,8 +9,9 @@ from .conv import col2im, conv2d, conv_transpose2d, im2col
 from .linear import linear
 from .loss import bce_with_logits, l1_loss, mse_loss
 from .norm import batch_norm
+from .pool import max_pool2d
 from .shape import concat, flatten, pad, pixel_shuffle
 
 __all__ = ["conv2d", "conv_transpose2d", "im2col", "col2im", "relu", "leaky_relu", "prelu", "sigmoid",
            "tanh", "batch_norm", "concat", "pad", "pixel_shuffle", "flatten", "linear", "mse_loss",
-           "l1_loss", "bce_with_logits"]
+           "l1_loss", "bce_with_logits", "max_pool2d"]

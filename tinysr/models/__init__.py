@@ -5,15 +5,18 @@
     tinysr.models.list_models()                           # every name
     print(tinysr.models.format_models_table())            # name, params, receptive field, input
     model = tinysr.models.load_official("srcnn", "x3.mat", scale=3)   # public pretrained weights
+    vgg = tinysr.models.load_vgg19("vgg19-dcbb9e9d.pth", layer="vgg54")  # SRGAN's perceptual loss
 
 See :mod:`tinysr.models.registry` for the training recipes and :mod:`tinysr.models.official` for the
 weight importers and the evaluation protocols of the released weights.
 """
 from .common import SRModel, count_biases, count_flops, count_weights, to_float64
 from .registry import ModelSpec, TrainingRecipe, build, get_spec, list_models, registry
+from .vgg import PerceptualLoss, VGG19Features, load_vgg19
 
 __all__ = ["build", "list_models", "registry", "get_spec", "ModelSpec", "TrainingRecipe", "load_official",
-           "models_table", "format_models_table", "count_flops", "count_weights", "count_biases", "to_float64", "SRModel"]
+           "models_table", "format_models_table", "count_flops", "count_weights", "count_biases", "to_float64", "SRModel",
+           "VGG19Features", "PerceptualLoss", "load_vgg19"]
 
 #: The scale at which the table reports each model (its paper's headline configuration).
 TABLE_SCALES = {"srcnn": 3, "fsrcnn": 3, "vdsr": 3, "drcn": 3, "red30": 3, "drrn": 3, "srdensenet": 4,
