@@ -13,9 +13,10 @@ DenseNet for SR, on the LR grid, in the paper's full variant ("SRDenseNet_All"):
 * **reconstruction** -- 3x3 conv ``256 -> 1``.
 
 Input convention ``"lr-y"`` (LR Y in [0, 1]); the paper trains and reports x4 only; x2 (one
-deconvolution) and x8 (three) are the same design. Receptive field (LR pixels, conv layers only):
-1 + 2 x 65 = 131 through the low-level conv and 64 dense layers, plus the upsampling layers.
-Initialisation: He et al. 2015.
+deconvolution) and x8 (three) are the same design. Receptive field, in LR pixels: the longest path
+crosses the low-level conv and all 64 dense layers (1 + 2 x 65 = 131), and the upsampling end (two
+deconvolutions and the 3x3 reconstruction) reads a 3-pixel LR window for the worst-placed HR pixel:
+133 x 133 (see :attr:`SRDenseNet.receptive_field`).  Initialisation: He et al. 2015.
 """
 import math
 
@@ -76,8 +77,27 @@ class SRDenseNet(SRModel):
 
     @property
     def receptive_field(self):
-        lr = 1 + 2 * (1 + self.n_blocks * self.n_layers)
-        return lr + len(self.deconvolution) + 1  # deconvs and reconstruction (approx., in LR pixels)
+        """Side of the LR window that one output pixel depends on (exact, the widest over output pixels).
+
+        Walk back from one HR pixel: the reconstruction reads a ``k``-pixel window; a transposed
+        convolution (kernel ``k``, stride ``s``, padding ``p``) fills output ``o`` from the inputs ``i``
+        with ``o = s*i - p + t``, ``0 <= t < k``, so an output window ``[a, b]`` reads the inputs
+        ``[ceil((a + p - k + 1) / s), floor((b + p) / s)]``; which LR pixels that reaches depends on
+        where the HR pixel sits among the ``scale`` it shares an LR pixel with, and the widest case
+        counts.  Then every 3x3 convolution on the longest LR path (the low-level conv and all
+        ``blocks * layers`` dense layers: the dense connections add shorter paths, never longer ones)
+        widens the window by 2.  The 1x1 bottleneck adds nothing.
+        """
+        k_rec = self.reconstruction.kernel_size[0]
+        step = 2 ** len(self.deconvolution)
+        widest = 0
+        for o in range(step):                       # each HR position inside one LR pixel's block
+            a, b = o - k_rec // 2, o + k_rec // 2
+            for layer in reversed(list(self.deconvolution)):
+                (k, _), (s, _), (p, _) = layer.kernel_size, layer.stride, layer.padding
+                a, b = -(-(a + p - k + 1) // s), (b + p) // s     # ceil, floor
+            widest = max(widest, b - a + 1)
+        return widest + 2 * (1 + self.n_blocks * self.n_layers)
 
     def forward(self, x):
         """``x``: LR Y ``(N, 1, h, w)`` -> SR Y ``(N, 1, scale*h, scale*w)``."""
