@@ -310,3 +310,18 @@ def test_fast_srcnn_recipe_trains_centred_and_its_checkpoint_rebuilds_it(tmp_pat
     res0 = tinysr.train("srcnn", scale=3, data="builtin", eval_data=None, iterations=1, batch_size=2,
                         model_kwargs={"offset": 0.0}, out_dir=tmp_path / "run0", progress=False, log=lambda *a: None)
     assert res0.model.offset == 0.0
+
+
+def test_a_built_network_passed_as_a_module_is_checkpointed_so_that_load_rebuilds_it(small_data, tmp_path):
+    # e.g. a lesson that builds a reduced VDSR, re-initialises it, and trains the object itself
+    train, _ = small_data
+    net = tinysr.models.build("vdsr", scale=3, depth=4, channels=8)
+    assert net.build_name == "vdsr" and net.build_kwargs == {"depth": 4, "channels": 8}
+    r = tinysr.train(net, scale=3, data=train, eval_data=None, iterations=2, batch_size=2, out_dir=tmp_path / "run",
+                     progress=False, log=lambda m: None)
+    _, _, meta = checkpoint.load(r.checkpoint)
+    assert meta["model"] == "vdsr" and meta["model_kwargs"] == {"depth": 4, "channels": 8}
+    again = tinysr.load(r.checkpoint)
+    x = tinysr.tensor(np.random.default_rng(0).random((1, 1, 20, 20)).astype(np.float32))
+    with tinysr.no_grad():
+        assert np.array_equal(again.eval()(x).data, r.model.eval()(x).data)

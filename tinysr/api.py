@@ -111,12 +111,15 @@ def _spec_name(model):
 
 
 def _registry_name_of(module):
-    """The registry name of a module whose build arguments tinysr can read back (SRCNN, FSRCNN), else None.
+    """The registry name of a module whose build arguments tinysr knows, else None.
 
-    Other networks passed as objects are trained and checkpointed all the same, but :func:`load` cannot
-    rebuild them from the checkpoint alone (their constructor arguments are not recorded).
+    SRCNN and FSRCNN are read back from the module itself; any other network is known when it was made
+    by :func:`tinysr.models.build` (which records its name and arguments).  Networks constructed some
+    other way are trained and checkpointed all the same, but :func:`load` cannot rebuild them from the
+    checkpoint alone.
     """
-    return {"SRCNN": "srcnn", "FSRCNN": "fsrcnn"}.get(type(module).__name__)
+    known = {"SRCNN": "srcnn", "FSRCNN": "fsrcnn"}.get(type(module).__name__)
+    return known or getattr(module, "build_name", None)
 
 
 def _build_kwargs_of(module):
@@ -132,7 +135,8 @@ def _build_kwargs_of(module):
         return {"d": module.d, "s": module.s, "m": module.m, "prelu": prelu, "padding_mode": module.padding_mode,
                 "channels": int(module.in_channels), "offset": float(getattr(module, "offset", 0.0)),
                 "deconv_padding": int(module.deconvolution.padding[0]) if module.padding_mode == "zeros" else None}
-    return None
+    kw = getattr(module, "build_kwargs", None)
+    return dict(kw) if kw is not None else None
 
 
 # ======================================================================================= inference copy
@@ -1000,6 +1004,8 @@ def _describe(data):
         return os.fspath(data)
     if isinstance(data, np.ndarray):
         return f"<array {data.shape}>"
+    if data and all(isinstance(d, np.ndarray) for d in data):
+        return f"<{len(data)} arrays>"           # not one entry per image: a log line, not a listing
     return [_describe(d) for d in data]
 
 

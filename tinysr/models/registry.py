@@ -295,4 +295,8 @@ def build(name, scale=None, **kwargs):
         scale = spec.scales[0]
     if scale not in spec.scales:
         raise ValueError(f"{spec.name} supports scales {', '.join(f'x{s}' for s in spec.scales)}; got x{scale}")
-    return spec.build(scale, **kwargs)
+    model = spec.build(scale, **kwargs)
+    # Remember how the network was made, so that a checkpoint of it (tinysr.train, save_weights) can
+    # name what rebuilds it even when the module itself is what the user passes around.
+    model.build_name, model.build_kwargs = spec.name, dict(kwargs)
+    return model
