@@ -53,7 +53,7 @@ def test_run_trains_the_planned_steps_scores_and_skips_finished_methods(small, t
     leaderboard.run(tmp_path, plan_data=p, datasets=(str(test),), progress=False, log=logs.append)
     assert sum("done before, skipped" in m for m in logs) == 2
     table = leaderboard.format_table(res, datasets=(str(test),))
-    assert "tiny SRCNN" in table and "tiny FSRCNN" in table and "min of training per method" in table
+    assert "tiny SRCNN" in table and "tiny FSRCNN" in table and "s of training per method" in table
 
 
 def test_paper_numbers_come_from_the_table_by_the_papers_row_names():

@@ -85,17 +85,24 @@ def _train(name, scale, iterations, *, data, out_dir, model_kwargs, seed, eval_d
 def seconds_per_step(name, scale, *, data=None, model_kwargs=None, steps=3, seed=0):
     """Median seconds of one training step of ``name`` (fast recipe) on this machine.
 
-    Times ``1 + steps`` steps in one run and a 1-step run, and divides the difference by ``steps``,
-    so that data loading and the first call's compilation are not counted.
+    After a warm-up run, runs 1 step and ``1 + steps`` steps, and divides the difference of their training-loop times by
+    ``steps``: data loading happens before the loop, and the first step (compilation, buffers) and the
+    final checkpoint are in both, so none of them is counted.
     """
+    import tinysr
     data = DATA if data is None else data
     times = []
-    for n in (1, 1 + steps):
+    for n in (1, 1, 1 + steps):          # the first run only loads the kernels into this process
         with tempfile.TemporaryDirectory() as tmp:
-            t = time.perf_counter()
-            _train(name, scale, n, data=data, out_dir=tmp, model_kwargs=model_kwargs or {}, seed=seed)
-            times.append(time.perf_counter() - t)
-    return max(times[1] - times[0], 1e-6) / steps
+            r = tinysr.train(name, scale=scale, data=data, eval_data=None, iterations=n, seed=seed, out_dir=tmp,
+                             model_kwargs=dict(model_kwargs or {}), progress=False, log=lambda m: None,
+                             checkpoint_every=10 ** 9)
+            times.append(r.history["seconds"])
+    times = times[1:]
+    if times[1] <= times[0]:
+        raise RuntimeError(f"timing {name} x{scale} failed ({steps} more steps took no longer than 1): the "
+                           "machine is too busy to plan a budget; try again with more steps")
+    return (times[1] - times[0]) / steps
 
 
 def plan(budget_s, *, entries=None, data=None, steps=3, out=None, log=print):
@@ -115,8 +122,7 @@ def plan(budget_s, *, entries=None, data=None, steps=3, out=None, log=print):
                                    "seconds_per_step": sps, "iterations": its}
             log(f"  {label} x{s}: {sps * 1000:.0f} ms a step -> {its:,} steps in {budget_s:.0f} s")
     result = {"budget_seconds": float(budget_s), "machine": machine(), "date": _dt.date.today().isoformat(),
-              "data": [str(d) for d in data] if isinstance(data, (list, tuple)) else [str(data)], "recipe": "fast",
-              "entries": rows}
+              "data": _describe(data), "recipe": "fast", "entries": rows}
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         _write_json(Path(out) / "plan.json", result)
@@ -143,12 +149,19 @@ def inference_seconds_per_megapixel(model, scale, hr_size=256, repeats=3):
     return statistics.median(times) / (pixels / 1e6)
 
 
-def run(out, *, plan_data=None, datasets=TEST_SETS, only=None, progress=True, log=print):
+def _describe(data):
+    from .api import _describe as describe
+    d = describe(data)
+    return d if isinstance(d, list) else [d]
+
+
+def run(out, *, plan_data=None, data=None, datasets=TEST_SETS, only=None, progress=True, log=print):
     """Train and score every entry of ``out/plan.json`` (or ``plan_data``); returns the results dict.
 
     Results are written to ``out/leaderboard.json`` after every method, so an interrupted run keeps what
     it finished; running again skips finished methods and resumes the unfinished one from its
-    checkpoint.  ``only`` restricts the run to some ``"<name>-x<scale>"`` keys.
+    checkpoint.  ``only`` restricts the run to some ``"<name>-x<scale>"`` keys; ``data`` replaces the
+    plan's training data (for images given as arrays, which a plan file cannot hold).
     """
     import tinysr
     out = Path(out)
@@ -170,7 +183,8 @@ def run(out, *, plan_data=None, datasets=TEST_SETS, only=None, progress=True, lo
             continue
         log(f"==> {e['label']} x{e['scale']}: {e['iterations']:,} steps")
         t = time.time()
-        r = _train(e["name"], e["scale"], e["iterations"], data=plan_data["data"], out_dir=out / key,
+        r = _train(e["name"], e["scale"], e["iterations"], data=plan_data["data"] if data is None else data,
+                   out_dir=out / key,
                    model_kwargs=e["model_kwargs"], seed=0, progress=progress, log=log)
         scores = {}
         for ds in datasets:
@@ -198,7 +212,9 @@ def paper_numbers(paper_json, name, dataset, scale):
 def format_table(results, paper_json=None, datasets=TEST_SETS):
     """The leaderboard as a Markdown table, best Set5 PSNR first within each scale."""
     paper = json.loads(Path(paper_json).read_text()) if paper_json else None
-    head = (f"Budget: {results['budget_seconds'] / 60:.0f} min of training per method on {results['machine']} "
+    b = results["budget_seconds"]
+    budget = f"{b / 60:.0f} min" if b >= 600 else f"{b / 60:.2g} min" if b >= 60 else f"{b:.2g} s"
+    head = (f"Budget: {budget} of training per method on {results['machine']} "
             f"({results['date']}); data {', '.join(results['data'])}; recipe {results['recipe']}; PSNR / SSIM on Y.")
     cols = ["method", "scale", "steps", "parameters", "s / MP (CPU)"] + list(datasets)
     if paper:
