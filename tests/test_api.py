@@ -325,3 +325,27 @@ def test_a_built_network_passed_as_a_module_is_checkpointed_so_that_load_rebuild
     x = tinysr.tensor(np.random.default_rng(0).random((1, 1, 20, 20)).astype(np.float32))
     with tinysr.no_grad():
         assert np.array_equal(again.eval()(x).data, r.model.eval()(x).data)
+
+
+def test_ship_weights_in_float16_halves_the_file_loads_float32_and_refuses_oversized(small_data, tmp_path,
+                                                                                   monkeypatch):
+    train, test = small_data
+    r = tinysr.train("fsrcnn", scale=3, data=train, eval_data=None, iterations=2, batch_size=2, patch_size=10,
+                     out_dir=tmp_path / "r", progress=False, log=lambda m: None)
+    monkeypatch.setattr(api, "WEIGHTS_DIR", tmp_path / "weights")
+    full = api.ship_weights(r.checkpoint, "f32", command="c", train_seconds=1, datasets=(test,))
+    half = api.ship_weights(r.checkpoint, "f16", command="c", train_seconds=1, datasets=(test,), dtype="float16")
+    with np.load(tmp_path / "weights" / "f16.npz") as z:
+        assert all(z[k].dtype == np.float16 for k in z.files if k.startswith("model/"))
+    assert (tmp_path / "weights" / "f16.npz").stat().st_size < 0.7 * (tmp_path / "weights" / "f32.npz").stat().st_size
+    a, b = tinysr.load("f32"), tinysr.load("f16")
+    for (k, va), (_, vb) in zip(sorted(a.state_dict().items()), sorted(b.state_dict().items())):
+        assert vb.dtype == np.float32 and np.allclose(va, vb, rtol=1e-3, atol=1e-4), k
+    # the manifest holds what the shipped (rounded) file scores, and the dtype it was stored in
+    assert half["dtype"] == "float16" and half["psnr"]["test"] == pytest.approx(
+        tinysr.evaluate("f16", test)["psnr"], abs=1e-3)
+    assert abs(half["psnr"]["test"] - full["psnr"]["test"]) < 0.05
+    monkeypatch.setattr(api, "SHIP_LIMIT_BYTES", 1000)
+    with pytest.raises(ValueError, match="ships weights of at most"):
+        api.ship_weights(r.checkpoint, "big", command="c", train_seconds=1, datasets=(test,))
+    assert not (tmp_path / "weights" / "big.npz").exists()

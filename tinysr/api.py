@@ -408,37 +408,54 @@ def load(name_or_path, *, device="cpu", for_inference=True):
     return model.eval()
 
 
-def save_weights(model, path, meta=None):
+def save_weights(model, path, meta=None, dtype=None):
     """Write ``model``'s weights as a small checkpoint (no optimiser state) that :func:`load` reads.
 
     ``meta`` must name what rebuilds the network: ``model`` (registry name), ``model_kwargs``,
     ``scale``; anything else JSON-serialisable is kept (recipe, seed, step, command, PSNR).
+    ``dtype="float16"`` halves the file; :func:`load` returns float32 weights either way.
     """
     meta = dict(meta or {})
     if "model" not in meta:
         name = _registry_name_of(model)
         meta.update(model=name, model_kwargs=_build_kwargs_of(model) or {}, scale=getattr(model, "scale", None))
     meta.setdefault("tinysr_version", __version__)
-    checkpoint.save(path, model, None, meta)
+    checkpoint.save(path, model, None, meta, weights_dtype=dtype)
     return Path(path)
 
 
+#: The package ships a network's weights only when its file is at most this large (float16).
+SHIP_LIMIT_BYTES = 2 * 2 ** 20
+
+
 def ship_weights(checkpoint_path, name, *, command, train_seconds, machine="2-core CPU",
-                 datasets=("Set5", "Set14", "B100"), note=""):
+                 datasets=("Set5", "Set14", "B100"), note="", dtype="float32"):
     """Maintainer tool: copy a checkpoint's weights into ``tinysr/weights/<name>.npz`` and record them.
 
-    The weights are saved without optimiser state or history (a few tens of KB), evaluated under the
-    protocol on ``datasets``, and ``manifest.json`` gets the entry that :func:`load`,
+    The weights are saved without optimiser state or history (a few tens of KB), in ``dtype``
+    (``"float16"`` for the larger networks; :func:`load` returns float32), evaluated *as shipped*
+    under the protocol on ``datasets``, and ``manifest.json`` gets the entry that :func:`load`,
     :func:`shipped_weights` and the README's results table rely on: model, build arguments, scale,
-    the exact reproducing ``command``, the training time, and the measured PSNR/SSIM.  Returns the entry.
+    the exact reproducing ``command``, the training time, and the measured PSNR/SSIM.  A file larger
+    than :data:`SHIP_LIMIT_BYTES` is refused (the package stays small).  Returns the entry.
     """
     state_model, info = _load_checkpoint_file(checkpoint_path)
     _, _, meta = checkpoint.load(checkpoint_path)
     keep = {k: meta.get(k) for k in ("model", "model_kwargs", "scale", "recipe", "recipe_params", "seed", "step",
                                      "data", "patch_size", "lr", "iterations", "tinysr_version")}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    save_weights(state_model, WEIGHTS_DIR / f"{name}.npz", keep)
-    entry = {"file": f"{name}.npz", "model": keep["model"], "model_kwargs": keep["model_kwargs"],
+    target = WEIGHTS_DIR / f"{name}.npz"
+    tmp = WEIGHTS_DIR / f".{name}.candidate.npz"
+    save_weights(state_model, tmp, keep, dtype=None if dtype == "float32" else dtype)
+    size = tmp.stat().st_size
+    if size > SHIP_LIMIT_BYTES:
+        tmp.unlink()
+        raise ValueError(f"{name} would be a {size / 2 ** 20:.1f} MB file in {dtype}; the package ships weights of at "
+                         f"most {SHIP_LIMIT_BYTES / 2 ** 20:.0f} MB (try dtype='float16', or publish the checkpoint "
+                         "and its training command instead)")
+    os.replace(tmp, target)
+    state_model, _ = _load_checkpoint_file(target)      # evaluate what users will load, rounding included
+    entry = {"file": f"{name}.npz", "dtype": dtype, "model": keep["model"], "model_kwargs": keep["model_kwargs"],
              "scale": keep["scale"], "recipe": keep["recipe"], "steps": keep["step"], "seed": keep["seed"],
              "data": keep["data"], "command": command, "train_seconds": round(float(train_seconds)),
              "machine": machine, "note": note, "psnr": {}, "ssim": {}}

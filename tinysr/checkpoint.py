@@ -60,9 +60,16 @@ def _jsonable(v):
     return v
 
 
-def save(path, model, optimizer=None, meta=None):
-    """Write a checkpoint of ``model`` (and ``optimizer``) with JSON-serialisable ``meta``."""
+def save(path, model, optimizer=None, meta=None, weights_dtype=None):
+    """Write a checkpoint of ``model`` (and ``optimizer``) with JSON-serialisable ``meta``.
+
+    ``weights_dtype="float16"`` stores the model's floating-point arrays at half precision (half the
+    file; the shipped weights use it): :func:`load` returns them as float32 again.
+    """
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    if weights_dtype is not None:
+        dt = np.dtype(weights_dtype)
+        arrays = {k: v.astype(dt) if np.issubdtype(v.dtype, np.floating) else v for k, v in arrays.items()}
     opt_meta = None
     if optimizer is not None:
         sd = optimizer.state_dict()
@@ -75,6 +82,8 @@ def save(path, model, optimizer=None, meta=None):
                     opt_meta["scalars"].setdefault(str(i), {})[k] = v
     full_meta = dict(meta or {})
     full_meta["optimizer"] = opt_meta
+    if weights_dtype is not None:
+        full_meta["weights_dtype"] = np.dtype(weights_dtype).name
     arrays["__meta__"] = np.array(json.dumps(_jsonable(full_meta)))
     atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
 
@@ -83,7 +92,9 @@ def load(path):
     """Read a checkpoint: returns ``(model_state, optimizer_state_or_None, meta)``."""
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["__meta__"]))
-        model_state = {k[6:]: z[k] for k in z.files if k.startswith("model/")}
+        # half-precision weights (shipped files) come back as the float32 every layer computes in
+        model_state = {k[6:]: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]
+                       for k in z.files if k.startswith("model/")}
         opt_meta = meta.pop("optimizer", None)
         opt_state = None
         if opt_meta is not None:
