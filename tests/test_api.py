@@ -349,3 +349,19 @@ def test_ship_weights_in_float16_halves_the_file_loads_float32_and_refuses_overs
     with pytest.raises(ValueError, match="ships weights of at most"):
         api.ship_weights(r.checkpoint, "big", command="c", train_seconds=1, datasets=(test,))
     assert not (tmp_path / "weights" / "big.npz").exists()
+
+
+def test_evaluate_border_zeros_runs_the_network_on_the_image_alone(small_data):
+    _, test = small_data
+    nn.init.seed(0)
+    net = models.build("vdsr", scale=3, depth=4, channels=8).eval()
+    zeros = tinysr.evaluate(net, test, scale=3, border="zeros", ssim=False)
+    rep = tinysr.evaluate(net, test, scale=3, ssim=False)
+    # by hand: the bicubic input straight through the network (its own zero padding), clipped, 8-bit, shaved
+    from tinysr.metrics import psnr
+    (name, hr), = api._dataset_items(test)[1]
+    net_in, ref = api._prepare_eval(hr, 3, "bicubic-y")
+    with tinysr.no_grad():
+        out = net(tinysr.tensor(net_in.astype(np.float32))).data[0, 0]
+    assert zeros["psnr"] == pytest.approx(psnr(np.clip(out, 0, 1), ref, 3), abs=1e-9)
+    assert zeros["psnr"] != rep["psnr"]

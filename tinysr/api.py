@@ -178,13 +178,13 @@ def _prepare_eval(hr, scale, convention):
 
 
 def _run_eval(model, items, scale, *, tile=None, self_ensemble=False, with_ssim=True, method="model",
-              dataset="images", device=None):
+              dataset="images", device=None, border="replicate"):
     """Score a model on prepared ``(name, net_input, reference)`` items; returns a metrics report."""
     from . import infer, metrics
     net = inference_model(model)
     rows = []
     for name, net_in, ref in items:
-        out = infer.predict(net, net_in, tile=tile, self_ensemble=self_ensemble, device=device)[0]
+        out = infer.predict(net, net_in, tile=tile, self_ensemble=self_ensemble, device=device, border=border)[0]
         out = np.clip(out.transpose(1, 2, 0) if out.shape[0] == 3 else out[0], 0.0, 1.0)
         if out.shape[:2] != ref.shape[:2]:
             raise ValueError(f"the model's output for {name} is {out.shape[1]}x{out.shape[0]} but the reference is "
@@ -252,7 +252,7 @@ def _check_scale(model, scale):
 
 
 def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=None, tile=None, device=None,
-             ssim=True):
+             ssim=True, border="replicate"):
     """PSNR/SSIM of a model on a test set under the papers' protocol (see :mod:`tinysr.metrics`).
 
     Parameters
@@ -264,6 +264,9 @@ def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=No
     scale : the SR factor (default: the model's own).
     self_ensemble : average the 8 flips/rotations (Timofte et al. 2016): ~+0.1 dB, 8x the time.
     tile : run in tiles of this many input pixels (same result, bounded memory).
+    border : how the image is extended before a zero-padded network sees it (:func:`tinysr.infer.predict`):
+        ``"replicate"`` (default: edge pixels, so no output pixel sees the zeros) or ``"zeros"`` (the
+        network's own padding only, as most authors' test scripts run it; cheaper for deep networks).
 
     The pipeline per image (the SRCNN/VDSR scripts'): HR modcropped to a multiple of ``scale``;
     ``Y = rgb2ycbcr(HR)`` rounded to 8 bits; ``LR = imresize(Y/255, 1/s)`` in double; the network sees
@@ -294,7 +297,8 @@ def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=No
     label, images = _dataset_items(dataset, split)
     items = [(name, *_prepare_eval(_check_eval_size(hr, scale, name), scale, conv)) for name, hr in images]
     return _run_eval(model, items, scale, tile=tile, self_ensemble=self_ensemble, with_ssim=ssim,
-                     method=method + (" +self-ensemble" if self_ensemble else ""), dataset=label, device=device)
+                     method=method + (" +self-ensemble" if self_ensemble else ""), dataset=label, device=device,
+                     border=border)
 
 
 # ============================================================================================ loading
