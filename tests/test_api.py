@@ -365,3 +365,12 @@ def test_evaluate_border_zeros_runs_the_network_on_the_image_alone(small_data):
         out = net(tinysr.tensor(net_in.astype(np.float32))).data[0, 0]
     assert zeros["psnr"] == pytest.approx(psnr(np.clip(out, 0, 1), ref, 3), abs=1e-9)
     assert zeros["psnr"] != rep["psnr"]
+
+
+def test_evaluate_routes_mdsr_to_the_requested_scale(small_data):
+    _, test = small_data
+    nn.init.seed(0)
+    net = models.build("mdsr", scale=2, blocks=1, channels=8).eval()
+    for s in (3, 2, 4):
+        rep = tinysr.evaluate(net, test, scale=s, ssim=False)
+        assert net.scale == s and np.isfinite(rep["psnr"])

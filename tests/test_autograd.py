@@ -190,3 +190,36 @@ def test_graph_does_not_keep_intermediate_tensors_alive():
     assert ref() is None
     out.backward()
     assert w.grad is not None and w.grad.shape == (3, 2, 3, 3)
+
+
+def test_mul_by_a_constant_keeps_only_what_the_needed_gradient_uses():
+    from tinysr import functional as F
+    x = tinysr.tensor(np.random.default_rng(0).random((2, 3)), requires_grad=True)
+    r = x * 2.0                      # r is computed: Mul(r, 0.1) must not keep r (only 0.1 is needed)
+    y = r * 0.1
+    b_saved, a_saved = y.creator.saved
+    assert a_saved is None and b_saved is not None
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, np.full((2, 3), 0.2))
+    # both operands need gradients: both are kept, both gradients right
+    a = tinysr.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    b = tinysr.tensor(np.array([3.0, 5.0]), requires_grad=True)
+    (a * b).sum().backward()
+    np.testing.assert_allclose(a.grad, [3.0, 5.0]) and np.testing.assert_allclose(b.grad, [1.0, 2.0])
+
+
+def test_conv_with_a_frozen_weight_gives_the_same_input_gradient_and_no_weight_gradient():
+    from tinysr import functional as F
+    rng = np.random.default_rng(1)
+    xa = rng.random((2, 3, 9, 9)).astype(np.float32)
+    wa, ba = rng.random((4, 3, 3, 3)).astype(np.float32), rng.random(4).astype(np.float32)
+    grads = []
+    for frozen in (False, True):
+        x = tinysr.tensor(xa, requires_grad=True)
+        w = tinysr.tensor(wa, requires_grad=not frozen)
+        b = tinysr.tensor(ba, requires_grad=True)
+        F.conv2d(x, w, b, padding=1).sum().backward()
+        grads.append((x.grad, w.grad, b.grad))
+    np.testing.assert_allclose(grads[1][0], grads[0][0], rtol=1e-5)
+    np.testing.assert_allclose(grads[1][2], grads[0][2], rtol=1e-5)
+    assert grads[1][1] is None and grads[0][1] is not None

@@ -248,6 +248,8 @@ def _check_scale(model, scale):
     if ms is not None and int(ms) != scale and not hasattr(model, "scales"):
         raise ValueError(f"this model was trained for x{ms}, not x{scale}; pass scale={ms} or load the x{scale} "
                          "weights")
+    if hasattr(model, "set_scale") and int(ms or 0) != scale:
+        model.set_scale(scale)          # MDSR: route through that scale's pre-processing and upsampler
     return scale
 
 

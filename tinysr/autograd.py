@@ -338,6 +338,10 @@ class Function:
 
     def __call__(self, *inputs):
         inputs = tuple(x if isinstance(x, Tensor) else Tensor(_as_array(x)) for x in inputs)
+        # Which inputs backward will need a gradient for, known *before* forward: an op can then skip
+        # saving what only an unneeded gradient would use (``r * 0.1`` need not keep ``r``).
+        grad_on = is_grad_enabled()
+        self.needs_input_grad = tuple(grad_on and x.requires_grad for x in inputs)
         outputs = self.forward(*(x.data for x in inputs))
         single = not isinstance(outputs, tuple)
         if single:
@@ -428,12 +432,17 @@ class Sub(Function):
 
 class Mul(Function):
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        # d(ab)/da needs b and d(ab)/db needs a: keep only what a needed gradient uses (EDSR's
+        # residual scaling ``r * 0.1`` would otherwise keep every block's conv output alive).
+        need_a, need_b = getattr(self, "needs_input_grad", (True, True))
+        self.shapes = (a.shape, b.shape)
+        self.save_for_backward(b if need_a else None, a if need_b else None)
         return a * b
 
     def backward(self, gy):
-        a, b = self.saved
-        return unbroadcast(gy * b, a.shape), unbroadcast(gy * a, b.shape)
+        b, a = self.saved
+        return (unbroadcast(gy * b, self.shapes[0]) if b is not None else None,
+                unbroadcast(gy * a, self.shapes[1]) if a is not None else None)
 
 
 class Div(Function):

@@ -259,6 +259,11 @@ class Conv2d(Function):
         x, w = self.saved
         # A network's input needs no gradient: skipping it saves SRCNN's biggest col2im.
         need_x = self.inputs[0].requires_grad
+        if not self.inputs[1].requires_grad:       # a frozen weight (VGG inside a perceptual loss)
+            gx = self.impl.backward_data(gy, w, x.shape, self.stride, self.padding) if need_x else None
+            if len(self.inputs) == 2:
+                return gx, None
+            return gx, None, _bias_grad(gy, self.impl) if self.inputs[2].requires_grad else None
         if hasattr(self.impl, "backward"):
             gx, gw = self.impl.backward(x, w, gy, self.stride, self.padding, need_x)
         else:
