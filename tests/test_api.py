@@ -374,3 +374,28 @@ def test_evaluate_routes_mdsr_to_the_requested_scale(small_data):
     for s in (3, 2, 4):
         rep = tinysr.evaluate(net, test, scale=s, ssim=False)
         assert net.scale == s and np.isfinite(rep["psnr"])
+
+
+def test_drcn_paper_recipe_trains_with_recursive_supervision_alpha_falling_to_zero(small_data, tmp_path,
+                                                                                   monkeypatch):
+    from tinysr.models import drcn
+    train, _ = small_data
+    seen = []
+    original = drcn.drcn_loss
+
+    def recording(model, x, target, alpha, beta=1e-4):
+        seen.append((alpha, beta, len(model.forward_all(x)[0])))
+        return original(model, x, target, alpha, beta)
+    monkeypatch.setattr(drcn, "drcn_loss", recording)
+    r = tinysr.train("drcn", scale=3, recipe="paper", data=train, eval_data=None, iterations=3, batch_size=2,
+                     model_kwargs={"recursions": 2, "channels": 4}, out_dir=tmp_path / "run", progress=False,
+                     log=lambda m: None)
+    assert [a for a, _, _ in seen] == [1.0, 0.5, 0.0]
+    assert all(b == 0.0 and d == 2 for _, b, d in seen)      # weight decay stays in SGD, not counted twice
+    assert np.all(np.isfinite(r.history["loss"]))
+    # the fast recipe keeps plain MSE on the ensemble output
+    seen.clear()
+    tinysr.train("drcn", scale=3, data=train, eval_data=None, iterations=1, batch_size=2,
+                 model_kwargs={"recursions": 2, "channels": 4}, out_dir=tmp_path / "fast", progress=False,
+                 log=lambda m: None)
+    assert seen == []

@@ -84,7 +84,7 @@ FAST_RECIPES = {
         iterations=20_000, lr_schedule={"type": "cosine"}, grad_clip={"type": "norm", "max_norm": 0.4},
         augment=("flip", "rot90"),
         notes="single-scale training; gradient norm clipped at 0.4 as a cheap guard for the deep nets "
-              "(DRCN: MSE on the ensemble output, not the recursive-supervision loss)") for name in _PRE},
+              "(DRCN: MSE on the ensemble output; recipe='paper' trains with the recursive-supervision loss)") for name in _PRE},
     "srdensenet": TrainingRecipe(
         data="T91", patch_size=25, batch_size=16, optimizer="adam", lr=1e-4, betas=(0.9, 0.999), loss="mse",
         iterations=20_000, lr_schedule={"type": "cosine"}, augment=("flip", "rot90")),
@@ -839,10 +839,33 @@ def _make_clip(model, recipe):
     raise ValueError(f"unknown gradient clipping {c!r} in the recipe")
 
 
-def _loss_fn(recipe, net=None, scale=1):
+class RecursiveSupervision:
+    """DRCN's training loss (Kim et al., CVPR 2016, eq. 12) as a :class:`~tinysr.train.Trainer` loss.
+
+    ``alpha`` weighs the 16 intermediate predictions against the ensemble output: 1 at the first step,
+    falling linearly to 0 at the last (the paper says only that alpha starts at 1 and decays; linear
+    over the run is tinysr's reading).  ``beta`` (weight decay inside the loss) is 0 by default
+    because the paper recipe's SGD already applies weight decay 1e-4 -- counting it twice would double it.
+    """
+    needs_model = True
+
+    def __init__(self, iterations, beta=0.0):
+        self.iterations, self.beta = int(iterations), float(beta)
+
+    def alpha(self, step):
+        return max(0.0, 1.0 - step / max(self.iterations - 1, 1))
+
+    def __call__(self, model, x, y, step):
+        from .models.drcn import drcn_loss
+        return drcn_loss(model, x, y, self.alpha(step), self.beta)
+
+
+def _loss_fn(recipe, net=None, scale=1, iterations=None):
     from . import functional as F
     kind = recipe.loss.split()[0].lower()
-    # "mse", and DRCN's recursive-supervision loss replaced by MSE on its ensemble output
+    if kind == "drcn" and hasattr(net, "forward_all"):
+        return RecursiveSupervision(iterations or 1)
+    # "mse" (and "drcn" on a network without forward_all: MSE on its output)
     base = F.l1_loss if kind == "l1" else F.mse_loss
     b = getattr(recipe, "loss_border", 0) or 0
     if b == "receptive_field":
@@ -973,7 +996,7 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     meta = {"model": name, "model_class": type(net).__name__, "model_kwargs": build_kw, "scale": scale,
             "recipe": recipe_name, "recipe_params": recipe_dict, "patch_size": p, "lr": lr or rec.lr,
             "iterations": iterations, "data": _describe(data), "eval_data": _describe(eval_data)}
-    trainer = Trainer(net, sample, opt, loss=_loss_fn(rec, net, scale), schedule=schedule, clip=clip, evaluate=evaluate_fn,
+    trainer = Trainer(net, sample, opt, loss=_loss_fn(rec, net, scale, iterations), schedule=schedule, clip=clip, evaluate=evaluate_fn,
                       eval_every=eval_every, checkpoint_every=checkpoint_every, out_dir=out_dir, seed=seed, meta=meta,
                       device=device, log=log, progress=progress)
     resumed = None

@@ -101,7 +101,12 @@ class Trainer:
     def train_step(self):
         x, y = self.sample(self.rng)
         x, y = Tensor(to_device(x, self.device)), Tensor(to_device(y, self.device))
-        loss = self.loss_fn(self.model(x), y)
+        if getattr(self.loss_fn, "needs_model", False):
+            # a loss on more than the output (DRCN's recursive supervision sees every recursion's
+            # prediction); it may depend on the step, which the checkpoint holds, so resume stays exact
+            loss = self.loss_fn(self.model, x, y, self.step)
+        else:
+            loss = self.loss_fn(self.model(x), y)
         value = loss.item()
         if not math.isfinite(value) or self._exploding(value):
             raise TrainingDiverged(
