@@ -399,3 +399,40 @@ def test_drcn_paper_recipe_trains_with_recursive_supervision_alpha_falling_to_ze
                  model_kwargs={"recursions": 2, "channels": 4}, out_dir=tmp_path / "fast", progress=False,
                  log=lambda m: None)
     assert seen == []
+
+
+def test_multi_scale_training_one_vdsr_and_one_mdsr_for_several_scales(small_data, tmp_path, monkeypatch):
+    train, test = small_data
+    kw = dict(data=train, eval_data=test, iterations=4, batch_size=2, progress=False, log=lambda m: None,
+              eval_every=4)
+    r = tinysr.train("vdsr", scale=(2, 3), model_kwargs={"depth": 3, "channels": 4}, out_dir=tmp_path / "v", **kw)
+    assert r.model.scales == (2, 3)
+    assert set(r.history["eval"][-1]) == {"step", "psnr_x2", "psnr_x3"}
+    assert set(r.metrics["per_scale"]) == {2, 3}
+    _, _, meta = checkpoint.load(r.checkpoint)
+    assert meta["scales"] == [2, 3]
+    loaded = tinysr.load(r.checkpoint)            # rebuilt as a multi-scale network: both scales evaluate
+    for s in (2, 3):
+        assert tinysr.evaluate(loaded, test, scale=s, ssim=False)["psnr"] == pytest.approx(
+            r.metrics["per_scale"][s]["psnr"], abs=1e-6)
+    # MDSR: each batch is routed through its scale's branches; both branches learn
+    seen = []
+    from tinysr.models.edsr import MDSR
+    original = MDSR.set_scale
+
+    def spy(self, s):
+        seen.append(s)
+        return original(self, s)
+    monkeypatch.setattr(MDSR, "set_scale", spy)
+    nn.init.seed(0)
+    m = tinysr.train("mdsr", scale=(2, 4), model_kwargs={"blocks": 1, "channels": 4, "scales": (2, 4)},
+                     patch_size=10, out_dir=tmp_path / "m", **{**kw, "iterations": 6})
+    assert {2, 4} <= set(seen) and set(m.history["eval"][-1]) == {"step", "psnr_x2", "psnr_x4"}
+    nn.init.seed(0)
+    start = models.build("mdsr", scale=2, blocks=1, channels=4, scales=(2, 4)).state_dict()
+    after = m.model.state_dict()
+    for branch in ("upsample.0.0.weight", "upsample.1.0.weight"):          # x2's and x4's upsamplers
+        assert not np.array_equal(start[branch], after[branch]), f"{branch} never trained"
+    # a network that upsamples by a fixed factor cannot, and says why
+    with pytest.raises(ValueError, match="cannot train on several scales"):
+        tinysr.train("fsrcnn", scale=(2, 3), out_dir=tmp_path / "f", **kw)

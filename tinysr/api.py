@@ -363,6 +363,9 @@ def _load_checkpoint_file(path, *, label=None):
                          "rebuild by itself: build it and call model.load_state_dict(tinysr.checkpoint.load(path)[0])")
     model = build(name, scale=meta.get("scale"), **(meta.get("model_kwargs") or {}))
     model.load_state_dict(state)
+    scales = meta.get("scales") or []
+    if len(scales) > 1 and not hasattr(model, "set_scale"):
+        model.scales = tuple(scales)      # trained on several scales: evaluate/upscale accept each
     info = {k: meta.get(k) for k in ("model", "model_kwargs", "scale", "recipe", "seed", "step", "tinysr_version",
                                      "data")}
     info["path"] = str(p)
@@ -891,7 +894,10 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     ----------
     model : a registry name (``"srcnn"``, ``"fsrcnn"``, ``"vdsr"``, ...) or a Module (which must have
         ``input_convention`` and ``scale``).
-    scale : the SR factor (2, 3, 4).
+    scale : the SR factor (2, 3, 4), or several, e.g. ``(2, 3, 4)``: one network trained on all of
+        them, each batch drawn at one of the scales (VDSR's multi-scale training, Kim et al. 2016 sec.
+        4.3; MDSR, Lim et al. 2017), evaluated at each.  Only networks that can serve several scales
+        accept it: those with bicubic-upsampled input, and MDSR.
     device : ``"cpu"`` or ``"cuda"``; checked first, so a missing GPU fails at once with what to install.
     data : training set(s): ``"T91"``, ``"BSD200"``, ``"builtin"``, a folder, or a list of these.
     eval_data : test set evaluated every ``eval_every`` steps and at the end (None: never).
@@ -917,13 +923,19 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     t_start = time.time()
     device = backend.check_device(device)            # before any work: a missing GPU fails at once
 
+    # scale=(2, 3, 4): one network for several scales (VDSR's multi-scale training, MDSR)
+    scales = tuple(int(v) for v in scale) if isinstance(scale, (list, tuple)) else (int(scale),)
+    if not scales or len(set(scales)) != len(scales):
+        raise ValueError(f"scale must be one factor or distinct factors, got {scale!r}")
+    scale = scales[0]
+    multi = len(scales) > 1
     model_kwargs = dict(model_kwargs or {})
     if isinstance(model, Module):
         net, name = model, _registry_name_of(model)
         if model_kwargs:
             raise ValueError("model_kwargs only apply to a model given by name")
         build_kw = _build_kwargs_of(model)
-        if getattr(net, "scale", None) is not None and int(net.scale) != int(scale):
+        if getattr(net, "scale", None) is not None and int(net.scale) not in scales and not multi:
             raise ValueError(f"the model is built for x{net.scale} but scale={scale}")
         key = name or "custom"
         if key == "custom" and recipe == "paper":
@@ -933,8 +945,9 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     else:
         name = _spec_name(model)
         spec = get_spec(name)
-        if int(scale) not in spec.scales:
-            raise ValueError(f"{name} supports scales {', '.join(f'x{s}' for s in spec.scales)}; got x{scale}")
+        for s in scales:
+            if s not in spec.scales:
+                raise ValueError(f"{name} supports scales {', '.join(f'x{v}' for v in spec.scales)}; got x{s}")
         if spec.input_convention not in ("bicubic-y", "lr-y", "lr-rgb"):
             raise ValueError(f"{name} is not a super-resolution network that tinysr.train can train on its own")
         key = name
@@ -945,11 +958,23 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         build_kw = {**spec.defaults, **model_kwargs}
         init.seed(seed)
         net = build(name, scale=int(scale), **model_kwargs)
-    scale = int(scale)
+    conv = _convention(net)
+    if multi:
+        if hasattr(net, "set_scale"):
+            missing = [s for s in scales if s not in net.scales]
+            if missing:
+                raise ValueError(f"this {type(net).__name__} has no branch for x{missing[0]} (its scales: "
+                                 f"{net.scales})")
+        elif conv == "bicubic-y":
+            net.scales = scales          # one network sees bicubic images of every scale (VDSR, sec. 4.3)
+        else:
+            raise ValueError(f"{key} upsamples by a fixed factor: it cannot train on several scales at once "
+                             "(VDSR-style networks and MDSR can)")
     rec = replace(rec, batch_size=int(batch_size or rec.batch_size))
-    p = _patch_for(rec, scale, patch_size, key, recipe_name)
+    ps = {s: _patch_for(rec, s, patch_size, key, recipe_name) for s in scales}
+    p = ps[scale]
     if out_dir is None:
-        out_dir = Path("runs") / f"{key}-x{scale}-{recipe_name}-seed{seed}"
+        out_dir = Path("runs") / f"{key}-x{'+'.join(map(str, scales))}-{recipe_name}-seed{seed}"
     out_dir = Path(out_dir)
     if not resume and checkpoint.latest(out_dir) is not None:
         raise ValueError(f"{out_dir} already holds checkpoints of an earlier run; pass resume=True to continue it, "
@@ -957,13 +982,24 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     if device != "cpu":
         net.to(device)
 
-    conv = _convention(net)
-    min_side = p * (scale if conv != "bicubic-y" else 1)
-    log(f"tinysr.train: {key} x{scale}, recipe {recipe_name!r} ({rec.optimizer}, lr {lr or rec.lr:g}, batch "
-        f"{rec.batch_size}, patch {p}), data {_describe(data)}, device {device}")
-    images = _load_training_images(data, scale, min_side, log)
-    sample, per_epoch = training_sampler(net, images, scale, recipe=rec, recipe_name=recipe_name, patch_size=p,
-                                         batch_size=rec.batch_size, log=log)
+    min_side = max(ps[s] * (s if conv != "bicubic-y" else 1) for s in scales)
+    log(f"tinysr.train: {key} x{'+x'.join(map(str, scales))}, recipe {recipe_name!r} ({rec.optimizer}, lr "
+        f"{lr or rec.lr:g}, batch {rec.batch_size}, patch {p if not multi else ps}), data {_describe(data)}, "
+        f"device {device}")
+    images = _load_training_images(data, max(scales), min_side, log)
+    samplers = {s: training_sampler(net, images, s, recipe=rec, recipe_name=recipe_name, patch_size=ps[s],
+                                    batch_size=rec.batch_size, log=log) for s in scales}
+    per_epoch = sum(n for _, n in samplers.values())
+    if multi:
+        def sample(rng):
+            # one scale per batch, drawn from the Trainer's generator (so a resumed run repeats it); MDSR
+            # is routed through that scale's branches before the Trainer runs it on the batch
+            s = scales[int(rng.integers(len(scales)))]
+            if hasattr(net, "set_scale"):
+                net.set_scale(s)
+            return samplers[s][0](rng)
+    else:
+        sample = samplers[scale][0]
     steps_per_epoch = max(1, math.ceil(per_epoch / rec.batch_size))
     if iterations is None:
         if epochs is not None:
@@ -983,10 +1019,17 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     evaluate_fn, eval_items = None, None
     if eval_data is not None:
         label, eval_images = _dataset_items(eval_data)
-        eval_items = [(n, *_prepare_eval(_check_eval_size(hr, scale, n), scale, conv)) for n, hr in eval_images]
+        eval_items = {s: [(n, *_prepare_eval(_check_eval_size(hr, s, n), s, conv)) for n, hr in eval_images]
+                      for s in scales}
 
         def evaluate_fn(m):
-            return {"psnr": _run_eval(m, eval_items, scale, with_ssim=False, dataset=label)["psnr"]}
+            out = {}
+            for s in scales:
+                if hasattr(m, "set_scale"):
+                    m.set_scale(s)
+                out["psnr" if not multi else f"psnr_x{s}"] = _run_eval(m, eval_items[s], s, with_ssim=False,
+                                                                       dataset=label)["psnr"]
+            return out
     if eval_every is None:
         eval_every = max(iterations // 20, 1)
     if checkpoint_every is None:
@@ -994,7 +1037,8 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
 
     recipe_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in rec.to_dict().items()}
     meta = {"model": name, "model_class": type(net).__name__, "model_kwargs": build_kw, "scale": scale,
-            "recipe": recipe_name, "recipe_params": recipe_dict, "patch_size": p, "lr": lr or rec.lr,
+            "scales": list(scales), "recipe": recipe_name, "recipe_params": recipe_dict,
+            "patch_size": p if not multi else {str(s): v for s, v in ps.items()}, "lr": lr or rec.lr,
             "iterations": iterations, "data": _describe(data), "eval_data": _describe(eval_data)}
     trainer = Trainer(net, sample, opt, loss=_loss_fn(rec, net, scale, iterations), schedule=schedule, clip=clip, evaluate=evaluate_fn,
                       eval_every=eval_every, checkpoint_every=checkpoint_every, out_dir=out_dir, seed=seed, meta=meta,
@@ -1017,9 +1061,19 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     last = checkpoint.latest(out_dir)
     final = None
     if eval_items is not None:
-        final = _run_eval(net, eval_items, scale, method=f"{key} x{scale} ({recipe_name}, {trainer.step} steps)",
-                          dataset=label)
-        log(f"==> {final['method']}: {final['psnr']:.3f} dB / {final['ssim']:.4f} on {label}  ({final['protocol']})")
+        per_scale = {}
+        for s in scales:
+            if hasattr(net, "set_scale"):
+                net.set_scale(s)
+            per_scale[s] = _run_eval(net, eval_items[s], s, dataset=label,
+                                     method=f"{key} x{s} ({recipe_name}, {trainer.step} steps)")
+            r_s = per_scale[s]
+            log(f"==> {r_s['method']}: {r_s['psnr']:.3f} dB / {r_s['ssim']:.4f} on {label}  ({r_s['protocol']})")
+        if hasattr(net, "set_scale"):
+            net.set_scale(scale)
+        final = dict(per_scale[scale])
+        if multi:
+            final["per_scale"] = {s: {"psnr": r_s["psnr"], "ssim": r_s["ssim"]} for s, r_s in per_scale.items()}
     log(f"==> checkpoint {last}; load it with tinysr.load({str(last)!r})")
     return TrainResult(model=net, history=trainer.history, metrics=final, out_dir=out_dir, checkpoint=last,
                        resumed_from=resumed, seconds=time.time() - t_start, recipe=recipe_dict)
@@ -1027,7 +1081,8 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
 
 # What makes two runs the same run: resuming with any of these changed would silently train a model that
 # no single command describes.  The length (``iterations``) may change: that extends or shortens a run.
-_SAME_RUN_KEYS = ("model", "scale", "recipe", "model_kwargs", "recipe_params", "patch_size", "lr", "data")
+_SAME_RUN_KEYS = ("model", "scale", "scales", "recipe", "model_kwargs", "recipe_params", "patch_size", "lr",
+                  "data")
 
 
 def _check_same_run(path, old, meta):

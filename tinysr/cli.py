@@ -114,7 +114,8 @@ def _cmd_train(args):
     # Overflow warnings from a diverging step would bury the guard's own sentence (it stops the run
     # the moment the loss is not finite, and says what to do).
     with np.errstate(over="ignore", invalid="ignore"):
-        res = api.train(args.model, scale=args.scale, device=args.device, data=data, eval_data=eval_data,
+        res = api.train(args.model, scale=args.scale[0] if len(args.scale) == 1 else tuple(args.scale),
+                        device=args.device, data=data, eval_data=eval_data,
                         recipe=args.recipe, iterations=args.iterations, epochs=args.epochs,
                         batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, seed=args.seed,
                         out_dir=args.out, resume=not args.fresh, eval_every=args.eval_every,
@@ -192,7 +193,9 @@ def build_parser():
                "  tinysr train fsrcnn --scale 3 --data T91 BSD200 --out runs/fsrcnn-x3\n"
                "  tinysr train srcnn --scale 3 --recipe paper --iterations 100000 --variant 9-5-5")
     t.add_argument("model", help="a registry name (see `tinysr models`): srcnn, fsrcnn, vdsr, ...")
-    t.add_argument("--scale", type=int, default=3, help="upscaling factor (default 3)")
+    t.add_argument("--scale", type=int, nargs="+", default=[3],
+                   help="upscaling factor (default 3); several (--scale 2 3 4) train one network for all of them "
+                        "(VDSR-style networks, MDSR)")
     t.add_argument("--recipe", choices=["fast", "paper"], default="fast", help="training recipe (default fast)")
     t.add_argument("--iterations", type=int, default=None, help="optimiser steps (default: the recipe's)")
     t.add_argument("--epochs", type=int, default=None, help="passes over the training patches, instead of "
