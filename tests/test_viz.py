@@ -95,3 +95,20 @@ def test_no_pyplot_state_is_touched():
     open_before = plt.get_fignums()
     draw_architecture(build("srcnn", scale=3))
     assert plt.get_fignums() == open_before        # no figure registered with pyplot
+
+
+def test_inner_skip_connections_are_read_from_the_graph():
+    # RED30: 7 symmetric skips, encoder 2k -> the decoder layer that reads the sum, nested; plus the input skip
+    red = draw_architecture(build("red30", scale=3, channels=4))
+    skips = sorted(g for g in _gids(red, "skip:"))
+    assert len(skips) == 7 and "encoder.0->decoder.14" in skips and "encoder.12->decoder.2" in skips
+    # EDSR: a chain of residual blocks (each adds the previous sum), and the long skip over the body
+    edsr = draw_architecture(build("edsr_baseline", scale=2, blocks=3, channels=4))
+    skips = set(_gids(edsr, "skip:"))
+    assert {"head->body.1.conv1", "body.1.conv1->body.2.conv1", "head->upsample.0"} <= skips
+    # DRRN: the recursive block's input is added at each of its 25 units -- one arc, labelled x24 (+ the last)
+    drrn = draw_architecture(build("drrn", scale=3, channels=4))
+    assert "blocks.0.conv_in->blocks.0.conv1" in _gids(drrn, "skip:")
+    assert "x24" in [t.get_text() for t in drrn.axes[0].texts]
+    # a plain stack has none
+    assert _gids(draw_architecture(build("srcnn", scale=3)), "skip:") == []

@@ -12,8 +12,11 @@ is typed in by hand -- the picture is read off the model in two ways:
    ``backward()`` walks).  This sees what the module tree cannot: a ReLU applied as a function in
    ``forward`` (``F.relu`` in SRCNN and VDSR, drawn as a dashed tag beside its layer, because it is an
    operation, not a module with state), a module reused several times (DRCN's recursion: "used 16x"),
-   and a *global residual*: when the last operation adds the network's own input to the result
-   (VDSR's ``x + residual``), a skip arc is drawn from the input to a "+" before the output.
+   a *global residual*: when the last operation adds the network's own input to the result
+   (VDSR's ``x + residual``), a skip arc is drawn from the input to a "+" before the output; and the
+   *inner skips*: every other sum is traced back to the layer (or earlier sum) whose output it adds
+   and forward to the layer that reads it, and drawn as a blue arc into that layer (RED30's symmetric
+   skips, EDSR's residual blocks, DRRN's 25 additions of its block input, "x24").
 
 Big networks (more than ``max_layers`` leaves: EDSR, SRResNet, RED30 ...) degrade to a plain stack of
 their top-level blocks, with no forward pass.  Only :class:`matplotlib.figure.Figure` is used, never
@@ -66,9 +69,12 @@ def _describe(m):
 def _trace(model, leaves):
     """Run one small forward pass and read its autograd graph.
 
-    Returns ``(activation_after, uses, residual)``: the functional activation (``"ReLU"`` ...) that
-    directly consumes each leaf's output, how many times each leaf ran, and whether the output is
-    ``input + something``.  Returns None when no probe size suits the model.
+    Returns ``(activation_after, uses, residual, skips)``: the functional activation (``"ReLU"`` ...)
+    that directly consumes each leaf's output, how many times each leaf ran, whether the output is
+    ``input + something``, and the inner skip connections ``{(source, target): count}`` -- every sum
+    inside the network that adds an earlier layer's output (or the input, ``" in"``) to a later path,
+    named by the layer whose output is added and the layer that receives the sum (``" out"``: the
+    output).  Returns None when no probe size suits the model.
     """
     from . import backend
     from .autograd import Tensor, enable_grad
@@ -110,7 +116,7 @@ def _trace(model, leaves):
             del m.forward
         model.train(was_training)
     out = out[0] if isinstance(out, (tuple, list)) else out
-    after, stack, seen = {}, [out.creator], set()
+    after, stack, seen, consumers, adds = {}, [out.creator], set(), {}, []
     while stack:                       # every Function that led to the output, each once
         f = stack.pop()
         if f is None or id(f) in seen:
@@ -121,10 +127,69 @@ def _trace(model, leaves):
             src = made_by.get(id(getattr(inputs[0], "creator", None)))
             if src is not None:
                 after[src] = type(f).__name__
+        if type(f).__name__ == "Add":
+            adds.append(f)
+        for i in inputs:
+            c = getattr(i, "creator", None)
+            if c is not None:
+                consumers.setdefault(id(c), []).append(f)
         stack.extend(getattr(i, "creator", None) for i in inputs)
     top = out.creator
     residual = type(top).__name__ == "Add" and any(i is x for i in getattr(top, "inputs", ()))
-    return after, uses, residual
+    skips = _inner_skips(adds, consumers, made_by, x, top, residual)
+    return after, uses, residual, skips
+
+
+def _inner_skips(adds, consumers, made_by, x, top, residual):
+    """``{(source layer, target layer): count}`` for the sums inside a network (see :func:`_trace`)."""
+    from .nn import Parameter
+
+    def source(node):
+        # back from a sum's operand, through single-input operations (ReLU, scaling), to the layer
+        # (or the network input) that made it -- or to an earlier sum, named "^<layer>" after the layer
+        # that reads that sum (a chain of residual blocks: each block's input is the previous sum)
+        for _ in range(64):
+            if node is x:
+                return " in"
+            c = getattr(node, "creator", None)
+            if c is None:
+                return None
+            if id(c) in made_by:
+                return made_by[id(c)]
+            if type(c).__name__ == "Add":
+                t = target(c)
+                return None if t == " out" else "^" + t
+            flowing = [i for i in getattr(c, "inputs", ()) if getattr(i, "requires_grad", False)
+                       and not isinstance(i, Parameter)]
+            if len(flowing) != 1:
+                return None
+            node = flowing[0]
+        return None
+
+    def target(f):
+        # forward from a sum to the first layer that reads it (or the output)
+        frontier, seen = [f], set()
+        while frontier:
+            g = frontier.pop(0)
+            if id(g) in seen:
+                continue
+            seen.add(id(g))
+            for h in consumers.get(id(g), []):
+                if id(h) in made_by:
+                    return made_by[id(h)]
+                frontier.append(h)
+        return " out"
+
+    result = {}
+    for f in adds:
+        if residual and f is top:
+            continue                   # the global residual has its own arc
+        a, b = (source(i) for i in getattr(f, "inputs", ())[:2])
+        if a is None or b is None or a == b:
+            continue
+        key = (a, b, target(f))
+        result[key] = result.get(key, 0) + 1
+    return result
 
 
 def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
@@ -144,7 +209,8 @@ def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
     is an activation applied as a function in ``forward`` right after that layer; the bracket on the
     left names the paper's part and its parameter count -- which shows at a glance where a network
     spends its parameters (FSRCNN's four mapping layers hold only ~40 %: they see 12 channels);
-    an arc on the right is a global residual connection.  Each layer box carries the matplotlib
+    an arc on the right is a global residual connection (red) or an inner skip connection (blue,
+    ending in a "+" above the layer that reads the sum; gid ``"skip:<from>-><to>"``).  Each layer box carries the matplotlib
     ``gid`` ``"layer:<dotted name>"`` (functional tags ``"activation:<name>"``, blocks of the plain
     stack ``"block:<name>"``, the skip arc ``"skip"``), which is how the tests count them.
     """
@@ -160,10 +226,10 @@ def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
             n_leaves = sum(1 for m in child.modules() if not m._modules)
             items.append((name, "block", f"{name}: {type(child).__name__}\n{n_leaves} layers, "
                                          f"{child.num_parameters():,} params", name, child))
-        after, uses, residual = {}, {}, False
+        after, uses, residual, skips = {}, {}, False, {}
     else:
         traced = _trace(model, leaves) if model is not leaves[0][1] else None
-        after, uses, residual = traced or ({}, {}, False)
+        after, uses, residual, skips = traced or ({}, {}, False, {})
         items = [(n, *_describe(m), n.split(".", 1)[0], m) for n, m in leaves]
 
     conv = getattr(model, "input_convention", None)
@@ -202,15 +268,47 @@ def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
                                         boxstyle="round,pad=0,rounding_size=0.08", fc=_COLOURS["act"], ec="#333333",
                                         lw=0.8, ls="--", gid="activation:" + name))
             ax.text(cx + w / 2 + 0.65, (top + bot) / 2, after[name], ha="center", va="center", fontsize=fontsize - 1)
+    # Inner skips: an arc from the layer whose output is added to the layer that reads the sum, nested
+    # so that arcs over overlapping spans never share a column; "x24" when the same skip runs many times.
+    pos = {b[0]: i for i, b in enumerate(boxes)}
+    pos.update({"^" + b[0]: i - 0.5 for i, b in enumerate(boxes)})     # the gap just above a box
+    merged = {}
+    for (a, b, dst), n in skips.items():
+        if a not in pos or b not in pos or dst not in pos:
+            continue
+        src = a if pos[a] < pos[b] else b
+        if pos[dst] > pos[src] + 0.5:
+            merged[(src, dst)] = merged.get((src, dst), 0) + n
+    placed, x_arc0, gap = [], 8.8, 0.13
+    for (src, dst), n in sorted(merged.items(), key=lambda kv: pos[kv[0][1]] - pos[kv[0][0]]):
+        lo, hi = pos[src], pos[dst]
+        level = 1 + max([lv for (l2, h2, lv) in placed if l2 < hi and lo < h2], default=0)
+        placed.append((lo, hi, level))
+        xa = x_arc0 + gap * level
+        _, _, s_top, s_bot, s_w = rows[src.lstrip("^")]
+        _, _, d_top, _, d_w = rows[dst]
+        if src.startswith("^"):        # from an earlier sum, in the gap above the layer that reads it
+            x_s, y_s = cx + s_w / 2 - 0.25, s_top + step / 2
+        else:
+            x_s, y_s = cx + s_w / 2, (s_top + s_bot) / 2
+        y_d = d_top + step / 2
+        path = MPath([(x_s, y_s), (xa, y_s), (xa, y_d), (cx + d_w / 2 - 0.25, y_d), (cx + d_w / 2 - 0.25, d_top)])
+        ax.add_patch(FancyArrowPatch(path=path, arrowstyle="-|>", mutation_scale=7, lw=0.8, color="#2166ac",
+                                     gid=f"skip:{src.strip().lstrip('^')}->{dst.strip()}"))
+        ax.text(cx + d_w / 2 - 0.1, y_d, "+", ha="left", va="center", fontsize=fontsize, color="#2166ac")
+        if n > 1:
+            ax.text(xa + 0.04, (y_s + y_d) / 2, f"x{n}", ha="left", va="center", fontsize=fontsize - 1,
+                    color="#2166ac")
+    x_global = max(9.4, x_arc0 + gap * (max([lv for *_, lv in placed], default=0) + 2))
     if residual:
         _, _, top, bot, _ = rows[" plus"]
         ax.add_patch(Circle((cx, (top + bot) / 2), 0.2, fc="white", ec="#333333", lw=0.8))
         ax.text(cx, (top + bot) / 2, "+", ha="center", va="center", fontsize=fontsize + 3)
         y_in, y_plus = (rows[" in"][2] + rows[" in"][3]) / 2, (top + bot) / 2
-        arc = MPath([(cx + 1.8, y_in), (9.4, y_in), (9.4, y_plus), (cx + 0.2, y_plus)])
+        arc = MPath([(cx + 1.8, y_in), (x_global, y_in), (x_global, y_plus), (cx + 0.2, y_plus)])
         ax.add_patch(FancyArrowPatch(path=arc, arrowstyle="-|>", mutation_scale=9, lw=1.0, color="#b2182b",
                                      gid="skip"))
-        ax.text(9.55, (y_in + y_plus) / 2, "global residual: output = input + f(input)", rotation=270,
+        ax.text(x_global + 0.15, (y_in + y_plus) / 2, "global residual: output = input + f(input)", rotation=270,
                 ha="left", va="center", fontsize=fontsize, color="#b2182b")
     for a, b in zip(boxes[:-1], boxes[1:]):                # the data flow, box to box
         ax.add_patch(FancyArrowPatch((cx, a[3]), (cx, b[2]), arrowstyle="-|>", mutation_scale=8, lw=0.8,
@@ -242,7 +340,7 @@ def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
         if plain:
             title += f"\n({len(leaves)} layers: drawn as its top-level blocks)"
     ax.set_title(title, fontsize=fontsize + 2)
-    ax.set_xlim(0, 10.3)
+    ax.set_xlim(0, max(10.3, x_global + 0.9))
     ax.set_ylim(bottom - 0.1, 0.25)
     ax.set_aspect("equal", adjustable="box", anchor="N")
     ax.axis("off")
