@@ -161,7 +161,7 @@ def test_train_command_end_to_end(photo, tmp_path, capsys):
 def test_usage_errors_exit_2_and_no_traceback_in_a_real_process():
     r = subprocess.run([sys.executable, "-m", "tinysr", "upscale"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "usage: tinysr upscale" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "tinysr", "eval", "fsrcnn-x2"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tinysr", "eval", "fsrcnn-x9"], capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.startswith("tinysr eval: ")
 
 
