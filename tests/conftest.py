@@ -62,3 +62,16 @@ def paper_table(shared_dir):
     """The published PSNR/SSIM table, ``../shared/reference/paper_psnr.json``."""
     import json
     return json.loads((shared_dir / "reference" / "paper_psnr.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory):
+    """Three 99x99 crops of builtin training photos and one 60x60 evaluation crop, as PNG folders
+    ``(train, test)``: end-to-end training runs on these in seconds."""
+    from tinysr.data import datasets, imwrite
+    root = tmp_path_factory.mktemp("data")
+    train, test = root / "train", root / "test"
+    for i, im in enumerate(datasets.load("builtin", split="train")[:3]):
+        imwrite(train / f"crop{i}.png", im[100:199, 100:199])
+    imwrite(test / "cat.png", datasets.load("builtin", split="test")[1][100:160, 150:210])
+    return train, test

@@ -21,17 +21,6 @@ from tinysr.backend import DeviceError
 from tinysr.data import ImageError, datasets, imwrite
 
 
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    """Three 99x99 crops of builtin training photos and one 60x60 evaluation crop, as PNG folders."""
-    root = tmp_path_factory.mktemp("data")
-    train, test = root / "train", root / "test"
-    for i, im in enumerate(datasets.load("builtin", split="train")[:3]):
-        imwrite(train / f"crop{i}.png", im[100:199, 100:199])
-    imwrite(test / "cat.png", datasets.load("builtin", split="test")[1][100:160, 150:210])
-    return train, test
-
-
 def _quiet(lines):
     return lambda msg: lines.append(msg)
 

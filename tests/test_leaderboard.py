@@ -8,24 +8,12 @@ import json
 import pytest
 
 from tinysr import leaderboard
-from tinysr.data import datasets
-from tinysr.data.io import imwrite
 
 ENTRIES = [("tiny SRCNN", "srcnn", (3,), {}), ("tiny FSRCNN", "fsrcnn", (2,), {"d": 8, "s": 4, "m": 1})]
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lb")
-    train, test = root / "train", root / "test"
-    for i, im in enumerate(datasets.load("builtin", split="train")[:3]):
-        imwrite(train / f"crop{i}.png", im[100:199, 100:199])
-    imwrite(test / "cat.png", datasets.load("builtin", split="test")[1][100:160, 150:210])
-    return train, test
-
-
-def test_plan_turns_the_budget_into_steps_from_the_measured_step_time(small, tmp_path):
-    train, _ = small
+def test_plan_turns_the_budget_into_steps_from_the_measured_step_time(small_data, tmp_path):
+    train, _ = small_data
     p = leaderboard.plan(0.5, entries=ENTRIES, data=[train], steps=2, out=tmp_path, log=lambda m: None)
     assert set(p["entries"]) == {"srcnn-x3", "fsrcnn-x2"}
     for e in p["entries"].values():
@@ -34,8 +22,8 @@ def test_plan_turns_the_budget_into_steps_from_the_measured_step_time(small, tmp
     assert json.loads((tmp_path / "plan.json").read_text()) == p
 
 
-def test_run_trains_the_planned_steps_scores_and_skips_finished_methods(small, tmp_path):
-    train, test = small
+def test_run_trains_the_planned_steps_scores_and_skips_finished_methods(small_data, tmp_path):
+    train, test = small_data
     p = leaderboard.plan(0.5, entries=ENTRIES, data=[train], steps=1, log=lambda m: None)
     for e in p["entries"].values():
         e["iterations"] = 3
