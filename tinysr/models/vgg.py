@@ -80,20 +80,6 @@ def vgg19_layer_index(layer):
     return _BY_NAME[key]
 
 
-class MaxPool2d(nn.Module):
-    """2x2 max-pooling, stride 2 (VGG's); no parameters. (tinysr.nn has no pooling layer: SR nets never pool.)"""
-
-    def __init__(self, kernel_size=2):
-        super().__init__()
-        self.kernel_size = kernel_size
-
-    def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size)
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}"
-
-
 class VGG19Features(nn.Module):
     """torchvision's ``vgg19().features`` up to and including ``layer``, input normalised inside.
 
@@ -119,7 +105,7 @@ class VGG19Features(nn.Module):
             elif kind == "relu":
                 layers.append(nn.ReLU())
             else:
-                layers.append(MaxPool2d(2))
+                layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)     # children "0", "1", ...: torchvision's indices
         self.out_channels = cin
         if frozen:

@@ -113,6 +113,21 @@ class PixelShuffle(Module):
         return str(self.upscale_factor)
 
 
+class MaxPool2d(Module):
+    """Max over non-overlapping ``kernel_size`` windows (VGG's 2x2, stride 2). SR networks never pool:
+    this exists for the VGG-19 feature extractor of SRGAN's perceptual loss."""
+
+    def __init__(self, kernel_size=2):
+        super().__init__()
+        self.kernel_size = kernel_size
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}"
+
+
 class ReLU(Module):
     def forward(self, x):
         return F.relu(x)
