@@ -101,6 +101,8 @@ def test_killed_training_resumes_to_identical_parameters(small_data, tmp_path):
     killed = run(tmp_path / "resumed", 8)
     assert killed.returncode == -signal.SIGKILL
     assert checkpoint.latest(tmp_path / "resumed").name == "step_0000008.npz"
+    # the checkpoint holds the training time so far: a killed run (no clean-up) still reports it
+    assert checkpoint.load(tmp_path / "resumed" / "step_0000008.npz")[2]["history"]["seconds"] > 0
     again = run(tmp_path / "resumed", -1)
     assert again.returncode == 0, again.stderr
     assert "resuming from" in again.stdout and "at step 8" in again.stdout

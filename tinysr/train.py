@@ -64,9 +64,17 @@ class Trainer:
                  schedule=self.schedule.state_dict() if self.schedule else None)
         return m
 
+    def _clock(self):
+        # training-loop seconds so far, counting earlier runs of a resumed training; kept in every
+        # checkpoint, so a run that is killed (no clean-up at all) still reports its time when resumed
+        start = getattr(self, "_run_start", None)
+        if start is not None:
+            self.history["seconds"] = self._seconds_before + time.time() - start
+
     def save_checkpoint(self):
         if self.out_dir is None:
             return None
+        self._clock()
         for name, p in self.model.named_parameters():
             if not bool(p.xp.isfinite(p.data).all()):
                 raise TrainingDiverged(f"parameter {name} is no longer finite at step {self.step}; the last good "
@@ -135,6 +143,7 @@ class Trainer:
             from tqdm.auto import tqdm
             bar = tqdm(total=iterations, initial=self.step, desc="training", unit="step", leave=True)
         t0 = time.time()
+        self._run_start, self._seconds_before = t0, float(self.history.get("seconds", 0.0))
         try:
             while self.step < iterations:
                 value = self.train_step()
@@ -163,8 +172,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            self.history.setdefault("seconds", 0.0)
-            self.history["seconds"] += time.time() - t0
+            self._clock()
+            self._run_start = None
             self.write_history()
         self.model.eval()
         return self.history
