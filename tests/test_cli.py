@@ -118,7 +118,7 @@ def test_rgba_input_warns_in_one_line_and_works(ckpt, tmp_path, capsys):
 
 def test_other_bad_inputs_are_one_sentence(ckpt, photo, tmp_path, capsys):
     cases = [
-        (["upscale", str(photo), "--model", "srcnn", "--scale", "2"], "upscale", "srcnn-x2"),   # not shipped
+        (["upscale", str(photo), "--model", "vdsr", "--scale", "2"], "upscale", "vdsr-x2"),     # not shipped
         (["upscale", str(photo), "--model", str(ckpt), "--scale", "3"], "upscale", "trained for x2, not x3"),
         (["upscale", str(photo), "--model", str(ckpt), "--scale", "2", "--tile", "big"], "upscale", "--tile"),
         (["upscale", "builtin:dog", "--scale", "2"], "upscale", "no such builtin photo"),
