@@ -64,12 +64,12 @@ def _key(name, scale):
 
 def machine():
     """A one-line description of the machine (CPU model, cores, Python, NumPy) for the tables."""
-    cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:                    # not Linux: the platform module's name is all there is
+        names = []
+    cpu = names[0] if names else (platform.processor() or platform.machine())
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
