@@ -69,6 +69,18 @@ def test_train_end_to_end_resume_message_history_and_checkpoint_meta(small_data,
     assert any("planned for 9 steps and now runs to 12" in m for m in lines)
 
 
+def test_resume_accepts_a_checkpoint_older_than_a_recipe_field():
+    # Checkpoints written before a recipe field existed lack it; that run used the field's default.
+    from tinysr.api import FAST_RECIPES, _check_same_run
+    params = FAST_RECIPES["srcnn"].to_dict()
+    meta = {"model": "srcnn", "scale": 3, "recipe": "fast", "recipe_params": params}
+    older = {**meta, "recipe_params": {k: v for k, v in params.items() if k != "loss_border"}}
+    _check_same_run("old.npz", older, meta)
+    changed = {**meta, "recipe_params": {**params, "loss_border": 4}}
+    with pytest.raises(ValueError, match="another run.*recipe_params"):
+        _check_same_run("old.npz", changed, meta)
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import tinysr

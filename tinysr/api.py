@@ -26,6 +26,7 @@ each choice is explained).  Both keep the paper's architecture, loss and data.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -1089,6 +1090,13 @@ def _check_same_run(path, old, meta):
     """Refuse to resume from ``path`` when its run differs from this one in anything but its length."""
     def norm(v):
         return json.loads(json.dumps(v, sort_keys=True, default=str))
+    old = dict(old)
+    if isinstance(old.get("recipe_params"), dict):
+        # A recipe field added after the checkpoint was written is absent there; the run used its default.
+        defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                    for f in dataclasses.fields(TrainingRecipe)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        old["recipe_params"] = {**defaults, **old["recipe_params"]}
     diff = [f"{k} {old.get(k)!r} there, {meta[k]!r} now" for k in _SAME_RUN_KEYS
             if k in old and norm(old[k]) != norm(meta[k])]
     diff += [f"{k} {old.get(k)!r} there, {meta[k]!r} now" for k in ("model", "scale", "recipe") if k not in old]
