@@ -53,6 +53,18 @@ def _run(model, x, device):
     return backend.as_numpy(y.data)
 
 
+def _place(model, device):
+    """The device to run on; moves ``model`` there first when it lives elsewhere (its input will be there)."""
+    have = getattr(model, "device", "cpu")
+    if device is None:
+        return have
+    want = backend.check_device(device)
+    if want == have or (want == "cuda" and have.startswith("cuda")):
+        return have
+    model.to(want)
+    return want
+
+
 def default_margin(model):
     """Context (input pixels) added around each tile: the receptive-field radius plus a safety pixel."""
     rf = getattr(model, "receptive_field", None)
@@ -102,10 +114,11 @@ def predict(model, x, *, tile=None, margin=None, self_ensemble=False, device=Non
     ``self_ensemble=True`` averages the 8 dihedral transforms; ``border`` see the module docstring.
     ``sides`` (top, bottom, left, right) says which edges of ``x`` are the image's own edges (a tile cut
     from a bigger image has context, not a border, on its inner sides); only those are extended.
+    ``device`` (default: where the model is) runs it there; a model elsewhere is moved (``model.to``).
     """
     if border not in ("replicate", "zeros"):
         raise ValueError(f"border must be 'replicate' or 'zeros', got {border!r}")
-    device = device or getattr(model, "device", "cpu")
+    device = _place(model, device)
     was_training = getattr(model, "training", False)
     model.eval()
     try:
