@@ -40,7 +40,7 @@ def photo(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "upscale", "models"])
+@pytest.mark.parametrize("command", ["train", "eval", "upscale", "models", "srgan"])
 def test_help_teaches(command, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main([command, "--help"])
@@ -175,3 +175,24 @@ def test_diverging_training_stops_with_one_sentence(photo, tmp_path, capsys):
     assert code == 1
     line = one_sentence(err, "train")
     assert "the training loss became" in line and "Lower the learning rate" in line
+
+
+def test_srgan_trains_resumes_and_refuses_a_y_network(ckpt, small_data, tmp_path, capsys):
+    train, test = small_data
+    nn.init.seed(0)
+    gen = api.save_weights(models.build("srresnet", scale=2, blocks=1, channels=8), tmp_path / "srresnet.npz")
+    out = tmp_path / "srgan"
+    args = ["srgan", str(gen), "--data", str(train), "--batch-size", "2", "--patch-size", "8", "--disc-base", "4",
+            "--disc-dense", "8", "--eval-data", str(test), "--eval-every", "2", "--checkpoint-every", "1",
+            "--out", str(out), "--no-progress"]
+    code, text, err = run(args + ["--iterations", "2"], capsys)
+    assert code == 0, err
+    assert "PSNR" in text and str(out / "generator.npz") in text and "starting fresh" in text
+    first = api.load(out / "generator.npz")
+    code, text, err = run(args + ["--iterations", "3"], capsys)
+    assert code == 0, err
+    assert "resuming from" in text and "step 2 of 3" in text
+    assert any(not np.array_equal(v, first.state_dict()[k])
+               for k, v in api.load(out / "generator.npz").state_dict().items())
+    code, _, err = run(["srgan", str(ckpt), "--data", str(train), "--out", str(tmp_path / "y")], capsys)
+    assert code == 1 and "not an RGB network" in one_sentence(err, "srgan")

@@ -238,6 +238,41 @@ def test_gan_run_is_seeded():
     assert all(np.array_equal(v, runs[1][1][k]) for k, v in runs[0][1].items())
 
 
+def test_killed_gan_run_resumes_to_the_same_networks(tmp_path):
+    kw = dict(patch_size=8, batch_size=3, iterations=4, seed=2, discriminator_kwargs={"base": 4, "dense": 8},
+              checkpoint_every=2)
+
+    class Killed(Exception):
+        pass
+
+    def die_at_2(step, history):
+        if step == 2:
+            raise Killed
+
+    gen, sample = _tiny_setup()
+    whole = train_srgan(gen, sample=sample, out_dir=tmp_path / "whole", log=lambda m: None, **kw)
+    gen, sample = _tiny_setup()
+    with pytest.raises(Killed):
+        train_srgan(gen, sample=sample, out_dir=tmp_path / "cut", log=lambda m: None, on_step=die_at_2, **kw)
+    logs = []
+    gen, sample = _tiny_setup()
+    again = train_srgan(gen, sample=sample, out_dir=tmp_path / "cut", log=logs.append, **kw)
+    assert any("resuming from" in m and "step 2 of 4" in m for m in logs)
+    assert again.history["step"] == [1, 2, 3, 4] and again.history["g_loss"] == whole.history["g_loss"]
+    for a, b in ((whole.generator, again.generator), (whole.discriminator, again.discriminator)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(np.array_equal(v, sb[k]) for k, v in sa.items())
+    # the finished generator is a checkpoint tinysr.load reads
+    import tinysr
+    loaded = tinysr.load(tmp_path / "cut" / "generator.npz")
+    assert all(np.array_equal(v, loaded.state_dict()[k]) for k, v in again.generator.state_dict().items())
+    # a changed setting is another run, not a continuation
+    gen, sample = _tiny_setup()
+    with pytest.raises(ValueError, match="another SRGAN run.*adv_weight"):
+        train_srgan(gen, sample=sample, out_dir=tmp_path / "cut", log=lambda m: None, adv_weight=1e-2,
+                    **{**kw, "iterations": 6})
+
+
 def test_max_pool2d_ties_route_to_the_first_maximum():
     x = Tensor(np.ones((1, 1, 2, 2), np.float32), requires_grad=True)
     F.max_pool2d(x, 2).sum().backward()

@@ -3,6 +3,7 @@
     tinysr upscale photo.png --model fsrcnn --scale 3 --out photo_x3.png
     tinysr eval srcnn-x3 --dataset Set5 Set14 --scale 3
     tinysr train srcnn --scale 3 --iterations 20000
+    tinysr srgan runs/srresnet-x4/step_0020000.npz --iterations 2000
     tinysr models
 
 Errors reach the user as one sentence, not a traceback (set ``TINYSR_DEBUG=1`` for the traceback);
@@ -124,6 +125,34 @@ def _cmd_train(args):
     print(f"done in {res.seconds / 60:.1f} min; history and curves in {res.out_dir}")
 
 
+def _cmd_srgan(args):
+    import numpy as np
+    from . import api
+    from .gan import train_srgan
+    gen = api.load(args.generator, for_inference=False)
+    if getattr(gen, "input_convention", None) != "lr-rgb":
+        raise ValueError(f"{args.generator} is not an RGB network (SRResNet, EDSR): SRGAN trains one of those, "
+                         "normally an SRResNet trained with `tinysr train srresnet --scale 4`")
+    scale = int(gen.scale)
+    out = args.out or f"runs/srgan-x{scale}-seed{args.seed}"
+    data = args.data if len(args.data) > 1 else args.data[0]
+    evaluate = None
+    if args.eval_data.lower() != "none":
+        def evaluate(g):
+            return {"psnr": api.evaluate(g, args.eval_data, scale)["psnr"]}
+    disc = {"base": args.disc_base, "dense": args.disc_dense}
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = train_srgan(gen, data=data, iterations=args.iterations, batch_size=args.batch_size,
+                          patch_size=args.patch_size, lr=args.lr, adv_weight=args.adv_weight, vgg=args.vgg,
+                          vgg_layer=args.vgg_layer, discriminator_kwargs=disc, evaluate=evaluate,
+                          eval_every=args.eval_every, seed=args.seed, device=args.device, out_dir=out,
+                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+    last = res.history["eval"][-1]["psnr"] if res.history["eval"] else None
+    psnr = f"; {args.eval_data} PSNR {last:.2f} dB" if last is not None else ""
+    print(f"done in {res.seconds / 60:.1f} min{psnr}; the generator is {out}/generator.npz "
+          f"(tinysr upscale photo.png --model {out}/generator.npz --scale {scale})")
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="tinysr", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_MAIN,
@@ -217,6 +246,36 @@ def build_parser():
     t.add_argument("--fresh", action="store_true", help="refuse to continue an earlier run in --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     t.set_defaults(func=_cmd_train)
+
+    g = sub.add_parser(
+        "srgan", help="train SRGAN from a trained SRResNet (adversarial + content loss)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Ledig et al. (CVPR 2017): start from a trained SRResNet and train it against a discriminator, "
+                    "content loss + adv-weight x adversarial loss.  The content loss is the pixel MSE (the paper's "
+                    "SRGAN-MSE) unless --vgg names torchvision's VGG-19 ImageNet file (then the VGG feature loss).  "
+                    "Checkpoints of both networks go to --out; the same command resumes a stopped run.",
+        epilog="examples:\n  tinysr train srresnet --scale 4 --data T91 BSD200 --out runs/srresnet-x4\n"
+               "  tinysr srgan runs/srresnet-x4/step_0020000.npz --data T91 BSD200 --iterations 2000\n"
+               "  tinysr srgan runs/srresnet-x4/step_0020000.npz --vgg vgg19-dcbb9e9d.pth --vgg-layer vgg54")
+    g.add_argument("generator", help="the SRResNet to start from: a checkpoint or weights file")
+    g.add_argument("--data", nargs="+", default=["T91", "BSD200"], help="training sets or folders (default T91 BSD200)")
+    g.add_argument("--iterations", type=int, default=2000, help="generator steps (default 2000)")
+    g.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16, as the paper)")
+    g.add_argument("--patch-size", type=int, default=24, help="LR patch side (default 24: 96x96 HR at x4)")
+    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of both networks (default 1e-4)")
+    g.add_argument("--adv-weight", type=float, default=1e-3, help="weight of the adversarial loss (default 1e-3)")
+    g.add_argument("--vgg", default=None, help="torchvision VGG-19 .pth for the VGG content loss (default: pixel MSE)")
+    g.add_argument("--vgg-layer", default="relu5_4", help="VGG layer: vgg22 / vgg54 or a name such as relu5_4")
+    g.add_argument("--disc-base", type=int, default=64, help="discriminator's first width (default 64, the paper)")
+    g.add_argument("--disc-dense", type=int, default=1024, help="discriminator's dense width (default 1024)")
+    g.add_argument("--eval-data", default="Set5", help="test set scored during training, or 'none' (default Set5)")
+    g.add_argument("--eval-every", type=int, default=500, help="steps between evaluations (default 500)")
+    g.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
+    g.add_argument("--seed", type=int, default=0, help="seeds the discriminator and every crop (default 0)")
+    g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    g.add_argument("--out", default=None, help="run folder (default runs/srgan-x<scale>-seed<seed>)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    g.set_defaults(func=_cmd_srgan)
     return p
 
 
@@ -240,7 +299,8 @@ def main(argv=None):
     try:
         args.func(args)
     except KeyboardInterrupt:
-        extra = " (the last checkpoint is kept: run the same command to resume)" if args.command == "train" else ""
+        extra = (" (the last checkpoint is kept: run the same command to resume)"
+                 if args.command in ("train", "srgan") else "")
         print(f"tinysr {args.command}: interrupted{extra}", file=sys.stderr)
         return 130
     except SystemExit:

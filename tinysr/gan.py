@@ -31,6 +31,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import __version__, checkpoint
 from . import functional as F
 from . import optim
 from .autograd import Tensor, no_grad
@@ -94,10 +95,46 @@ def _check_finite(values, step):
                                "learning rates or the adversarial weight and start again.")
 
 
+class _Both:
+    """The generator's and the discriminator's Adam as one optimiser for a checkpoint (state arrays of the
+    second are numbered after the first's parameters)."""
+
+    def __init__(self, g, d):
+        self.g, self.d = g, d
+
+    def state_dict(self):
+        sg, sd = self.g.state_dict(), self.d.state_dict()
+        n = len(self.g._params())
+        return {"param_groups": {"g": sg["param_groups"], "d": sd["param_groups"], "split": n},
+                "state": {**sg["state"], **{i + n: v for i, v in sd["state"].items()}}}
+
+    def load_state_dict(self, state):
+        groups, n = state["param_groups"], state["param_groups"]["split"]
+        self.g.load_state_dict({"param_groups": groups["g"],
+                                "state": {i: v for i, v in state["state"].items() if int(i) < n}})
+        self.d.load_state_dict({"param_groups": groups["d"],
+                                "state": {int(i) - n: v for i, v in state["state"].items() if int(i) >= n}})
+
+
+def _pair(gen, disc):
+    from . import nn
+
+    class GeneratorAndDiscriminator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.generator, self.discriminator = gen, disc
+    return GeneratorAndDiscriminator()
+
+
+#: What makes a resumed SRGAN run the same run (the length may change).
+_SAME_RUN = ("scale", "batch_size", "patch_size", "lr", "d_lr", "adv_weight", "d_steps", "seed", "content")
+
+
 def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=None, iterations=100,
                 batch_size=16, patch_size=24, lr=1e-4, d_lr=None, betas=(0.9, 0.999), adv_weight=1e-3,
                 vgg=None, vgg_layer="relu5_4", d_steps=1, copy_generator=True, discriminator_kwargs=None,
-                evaluate=None, eval_every=0, seed=0, device="cpu", progress=False, log=print, on_step=None):
+                evaluate=None, eval_every=0, seed=0, device="cpu", progress=False, log=print, on_step=None,
+                out_dir=None, checkpoint_every=100, resume=True):
     """Train SRGAN: ``generator`` (a trained SRResNet, copied unless ``copy_generator=False``) against a
     discriminator, in alternating steps; returns an :class:`SRGANResult`.
 
@@ -119,13 +156,17 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
     d_steps : discriminator steps per generator step (the paper: 1).
     evaluate, eval_every : ``evaluate(generator) -> dict`` every ``eval_every`` steps and at the end.
     seed : seeds the discriminator's initialisation and every batch.
+    out_dir, checkpoint_every, resume : with ``out_dir``, both networks, both optimisers, the batch
+        generator's state and the history are saved atomically every ``checkpoint_every`` steps and at
+        the end (the two newest kept), and a run finds the newest and continues from it -- a killed run
+        resumes and ends with the parameters of an uninterrupted one.  The finished generator is also
+        written as ``out_dir/generator.npz``, which :func:`tinysr.load` reads.
 
     ``history``: per step ``step``, ``d_loss``, ``g_loss`` (total), ``content``, ``adversarial``,
     ``d_real`` / ``d_fake`` (mean D probability on HR and on SR patches), and ``eval`` entries.
     """
     from . import nn
     from .models.srresnet import SRGANDiscriminator
-    t0 = time.time()
     scale = int(scale or getattr(generator, "scale"))
     gen = copy.deepcopy(generator) if copy_generator else generator
     gen.to(device)
@@ -155,10 +196,46 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
     rng = np.random.default_rng(seed)
     keys = ("d_loss", "g_loss", "content", "adversarial", "d_real", "d_fake")
     history = {"step": [], **{k: [] for k in keys}, "eval": []}
+    config = dict(scale=scale, iterations=iterations, batch_size=batch_size, patch_size=patch_size, lr=lr,
+                  d_lr=d_lr or lr, adv_weight=adv_weight, d_steps=d_steps, seed=seed, content=content_desc)
+    start, seconds_before = 0, 0.0
+    both, pair = _Both(opt_g, opt_d), _pair(gen, disc)
+    if out_dir is not None:
+        from pathlib import Path
+        out_dir = Path(out_dir)
+        found = checkpoint.latest(out_dir) if resume else None
+        if found is None and not resume and checkpoint.latest(out_dir) is not None:
+            raise ValueError(f"{out_dir} already holds SRGAN checkpoints and resume=False: choose another "
+                             "out_dir, or delete them to start over")
+        if found is not None:
+            state, opt_state, meta = checkpoint.load(found)
+            old = meta.get("config", {})
+            diff = [f"{k} {old.get(k)!r} there, {config[k]!r} now" for k in _SAME_RUN if old.get(k) != config[k]]
+            if diff:
+                raise ValueError(f"{found} belongs to another SRGAN run ({'; '.join(diff)}); choose another "
+                                 "out_dir, or repeat that run's settings to continue it")
+            pair.load_state_dict(state)
+            both.load_state_dict(opt_state)
+            start, history = int(meta["step"]), meta["history"]
+            rng.bit_generator.state = meta["rng_state"]
+            seconds_before = float(history.get("seconds", 0.0))
+            log(f"==> SRGAN: resuming from {found} at step {start} of {iterations}")
+        else:
+            log(f"==> SRGAN: starting fresh in {out_dir} ({iterations} steps)")
+    run_start = time.time()
+
+    def save(step):
+        history["seconds"] = seconds_before + time.time() - run_start
+        meta = dict(config=config, step=step, rng_state=rng.bit_generator.state, history=history,
+                    tinysr_version=__version__, generator=_describe_net(gen))
+        checkpoint.save(out_dir / f"step_{step:07d}.npz", pair, both, meta)
+        for stale in sorted(out_dir.glob("step_*.npz"))[:-2]:
+            stale.unlink()
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=iterations, desc="SRGAN", unit="step")
+        bar = tqdm(total=iterations, initial=start, desc="SRGAN", unit="step")
 
     def prob(logits):
         return float(F.sigmoid(Tensor(logits.data)).data.mean())
@@ -166,7 +243,7 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
     gen.train()
     disc.train()
     try:
-        for step in range(1, iterations + 1):
+        for step in range(start + 1, iterations + 1):
             # -- discriminator: real HR patches -> 1, the generator's current output -> 0
             for k in range(d_steps):
                 lr_b, hr_b = sample(rng)
@@ -212,6 +289,8 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
             if bar is not None:
                 bar.set_postfix({"D": f"{d_val:.3f}", "G": f"{g_val:.4f}"}, refresh=False)
                 bar.update(1)
+            if out_dir is not None and (step % checkpoint_every == 0 or step == iterations):
+                save(step)
             if on_step is not None:
                 on_step(step, history)
     finally:
@@ -219,11 +298,23 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
             bar.close()
     gen.eval()
     disc.eval()
-    seconds = time.time() - t0
+    seconds = seconds_before + time.time() - run_start
     history["seconds"] = seconds
-    config = dict(scale=scale, iterations=iterations, batch_size=batch_size, patch_size=patch_size, lr=lr,
-                  d_lr=d_lr or lr, adv_weight=adv_weight, d_steps=d_steps, seed=seed, content=content_desc)
+    if out_dir is not None:
+        from .api import save_weights
+        info = _describe_net(gen)
+        save_weights(gen, out_dir / "generator.npz",
+                     meta=dict(info, recipe="srgan", srgan=config, step=iterations) if info else None)
     return SRGANResult(gen, disc, history, content_desc, seconds, config)
+
+
+def _describe_net(gen):
+    """What rebuilds the generator (registry name, build arguments, scale), or None for a custom network."""
+    from .api import _build_kwargs_of, _registry_name_of
+    name = _registry_name_of(gen)
+    if name is None:
+        return None
+    return dict(model=name, model_kwargs=_build_kwargs_of(gen) or {}, scale=getattr(gen, "scale", None))
 
 
 def _vgg_file():
