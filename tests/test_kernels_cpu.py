@@ -62,11 +62,19 @@ def _conv_cases():
             yield n, c, h, w, o, k, s, p
 
 
-@pytest.mark.parametrize("budget", [1, 1 << 30], ids=["one-sample-slices", "whole-batch"])
-@pytest.mark.parametrize("n,c,h,w,o,k,s,p", list(_conv_cases()))
-def test_numba_conv_impl_matches_numpy(monkeypatch, budget, n, c, h, w, o, k, s, p):
+def _conv_paths():
+    for case in _conv_cases():
+        yield pytest.param(1, 4096, *case, id="one-sample-slices-" + "-".join(map(str, case)))
+        yield pytest.param(1 << 30, 4096, *case, id="whole-batch-" + "-".join(map(str, case)))
+        if case[5:] == (1, 1, 0):  # a 1x1 convolution: also image by image, the image as its own columns
+            yield pytest.param(1 << 30, 1, *case, id="1x1-image-by-image-" + "-".join(map(str, case)))
+
+
+@pytest.mark.parametrize("budget, per_image, n, c, h, w, o, k, s, p", list(_conv_paths()))
+def test_numba_conv_impl_matches_numpy(monkeypatch, budget, per_image, n, c, h, w, o, k, s, p):
     """forward (bias fused), backward_data, backward_weight and the fused backward, GEMM and direct paths."""
     monkeypatch.setattr(kconv.NumbaConvImpl, "col_budget", budget)
+    monkeypatch.setattr(kconv.NumbaConvImpl, "per_image_min_pixels", per_image)
     rng = np.random.default_rng(7 * n + o + k + s + p)
     x = noncontig(rnd(rng, n, c, h, w), rng)
     wt = rnd(rng, o, c, k, k)
@@ -75,6 +83,7 @@ def test_numba_conv_impl_matches_numpy(monkeypatch, budget, n, c, h, w, o, k, s,
     fast, ref = kconv.NumbaConvImpl, C.NumpyConvImpl
     y = fast.forward(x, wt, st, pd, bias=b)
     close(y, ref.forward(x, wt, st, pd) + b.reshape(1, -1, 1, 1))
+    close(fast.forward(x, wt, st, pd), ref.forward(x, wt, st, pd))          # no bias
     gy = noncontig(rnd(rng, *y.shape), rng)
     gx_ref, gw_ref = ref.backward_data(gy, wt, x.shape, st, pd), ref.backward_weight(x, gy, wt.shape, st, pd)
     close(fast.backward_data(gy, wt, x.shape, st, pd), gx_ref)

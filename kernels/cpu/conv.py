@@ -17,6 +17,10 @@ lean in time and memory:
 * **Fused layout moves.**  The GEMM result (O, M) is transposed back to NCHW by a Numba kernel that
   also adds the bias; ``backward`` gathers the output gradient once per slice and uses it for both
   the weight gradient and the input gradient.
+* **One image at a time needs no layout move.**  When a slice is a single sample (whole images at
+  inference), the GEMM writes straight into that sample's (O, OH*OW) block of the output, and a 1x1
+  convolution (SRCNN's non-linear mapping, FSRCNN's shrinking and expanding) uses the image itself as
+  its column matrix: no im2col, no output buffer, no transpose.
 * **float32 only.**  Other dtypes (float64 gradient checks) go to the NumPy implementation.
 """
 import numpy as np
@@ -24,7 +28,7 @@ import numpy as np
 from tinysr.functional.conv import NumpyConvImpl, conv_output_size
 
 from . import direct
-from .im2col import cm_to_nchw_bias, col2im_into, im2col_into, nchw_to_cm
+from .im2col import add_bias_rows, cm_to_nchw_bias, col2im_into, im2col_into, nchw_to_cm
 from .pointwise import bias_grad
 from .threads import gemm
 
@@ -73,6 +77,10 @@ class NumbaConvImpl:
     # (>= ~2,000 columns for VDSR's 576-row matrices) while cutting peak RSS of a training step by
     # 11-16% against 48 MB (SRCNN batch 128: 148 -> 132 MB; VDSR: 199 -> 168 MB).
     col_budget = 16 << 20
+    # A batch of 1x1 convolutions runs image by image (no column matrix) when each image has at least this
+    # many pixels: enough columns for the GEMM to be split over the threads.  Training patches are smaller
+    # and keep the batched path, whose one large GEMM uses the cores better.
+    per_image_min_pixels = 4096
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -109,6 +117,19 @@ class NumbaConvImpl:
         nb = cls._slice(n, k, p)
         w2 = w.reshape(o, k)
         y = np.empty((n, o, p), dtype=np.float32)
+        if nb == 1 or (kh == kw == 1 and sh == sw == 1 and ph == pw == 0 and p >= cls.per_image_min_pixels):
+            pointwise = kh == kw == 1 and sh == sw == 1 and ph == pw == 0
+            x3 = x.reshape(n, c, h * wd)
+            for i in range(n):
+                if pointwise:
+                    cols = x3[i]                      # a 1x1 convolution's columns are the image itself
+                else:
+                    cols = _buffer("cols", k * p).reshape(k, p)
+                    im2col_into(x, i, 1, kh, kw, sh, sw, ph, pw, oh, ow, cols)
+                gemm(w2, cols, y[i])
+                if has_bias:
+                    add_bias_rows(y[i], b)
+            return y.reshape(n, o, oh, ow)
         for n0 in range(0, n, nb):
             m = min(nb, n - n0)
             cols = _buffer("cols", k * m * p).reshape(k, m * p)

@@ -110,6 +110,20 @@ def cm_to_nchw_bias(y2, n0, nb, bias, has_bias, out):
 
 
 @njit(parallel=True, cache=True)
+def add_bias_rows(y2, bias):
+    """``y2[o, :] += bias[o]`` for a (O, P) block in place: one sample's output straight from the GEMM."""
+    o_ch, p = y2.shape
+    chunk = 4096
+    per_row = (p + chunk - 1) // chunk
+    for t in prange(o_ch * per_row):
+        o = t // per_row
+        k0 = (t - o * per_row) * chunk
+        b = bias[o]
+        for k in range(k0, min(p, k0 + chunk)):
+            y2[o, k] += b
+
+
+@njit(parallel=True, cache=True)
 def nchw_to_cm(g, n0, nb, out):
     """Gather samples n0..n0+nb of ``g`` (N, O, P) into ``out`` (O, nb*P): the GEMM's layout."""
     o_ch, p = g.shape[1], g.shape[2]
