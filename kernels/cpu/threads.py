@@ -13,9 +13,9 @@ Numba kernels and GEMMs, and every switch paid for the other pool's spinning.
 So tinysr decides who owns the cores, once, before the first kernel runs:
 
 * Numba owns the parallel loops, on its OpenMP layer (libgomp) when that loads, else "workqueue".
-  With OpenBLAS out of the way (next point), OpenMP's short spin after a loop costs less than
-  workqueue's block-and-wake: measured on the 2-core machine with the same steps, OpenMP was 10-20%
-  faster (median step SRCNN 156 vs 191 ms, FSRCNN 90 vs 108 ms, VDSR 2.49 vs 2.77 s).
+  Its idle workers sleep (``OMP_WAIT_POLICY=PASSIVE``, see :func:`_launch_with_passive_openmp`).
+  Measured on the 2-core machine with the same steps, it was 10-20% faster than workqueue, idle and
+  beside a busy process (median FSRCNN step 78 vs 90 ms idle, 94 vs 110 ms beside one busy process).
   (``NUMBA_THREADING_LAYER`` set by the user wins: a program that forks worker processes after
   tinysr has run a kernel should choose ``workqueue``, as GNU OpenMP is not fork-safe.)
 * NumPy's OpenBLAS runs single-threaded (it has no non-spinning mode that can be set after it is
@@ -47,10 +47,30 @@ def configure():
         # priority list and takes the first layer that loads (libgomp is not on every machine).
         numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
         numba.config.THREADING_LAYER = "default"
+        _launch_with_passive_openmp()
     _threads = min(_threads, numba.config.NUMBA_NUM_THREADS)
     if os.environ.get("TINYSR_BLAS_THREADS", "").lower() != "keep":
         _numpy_blas().limit(limits=1)
     _configured = True
+
+
+def _launch_with_passive_openmp():
+    """Start Numba's thread pool with GNU OpenMP's idle workers sleeping, not spinning.
+
+    libgomp reads ``OMP_WAIT_POLICY`` once, when Numba loads it, so the variable is set just for that
+    moment (and left alone if the user set it).  Spinning workers are a little faster on an idle
+    machine but collapse when another process wants a core: the same FSRCNN step took 524 ms instead of
+    110 ms beside one busy process, and 94 ms with passive workers.
+    """
+    from numba.np.ufunc import parallel
+    if "OMP_WAIT_POLICY" in os.environ:
+        parallel._launch_threads()
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        parallel._launch_threads()
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
 
 
 def _numpy_blas():
