@@ -175,3 +175,27 @@ def test_kernels_are_the_default_and_can_be_switched_off():
 def test_thread_settings_are_reported():
     info = K.threads.info()
     assert info["numba_threads"] >= 1 and isinstance(info["blas"], list)
+
+
+@pytest.mark.parametrize("user_layer", [None, "workqueue"])
+def test_threading_layer_choice_in_a_fresh_process(user_layer):
+    # OpenMP (started with sleeping idle workers) unless the user chose a layer; the process environment
+    # is left as it was.
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
+    if user_layer:
+        env["NUMBA_THREADING_LAYER"] = user_layer
+    code = ("import os, numpy as np, numba; import tinysr_kernels.cpu as K;"
+            "K.im2col(np.ones((2, 3, 8, 8), np.float32), 3, 3);"
+            "print(numba.threading_layer(), 'OMP_WAIT_POLICY' in os.environ)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    layer, leaked = out.stdout.split()
+    assert leaked == "False"
+    assert layer == (user_layer or layer) and layer in ("omp", "workqueue")
+    if user_layer is None:
+        import ctypes.util
+        if ctypes.util.find_library("gomp"):
+            assert layer == "omp"

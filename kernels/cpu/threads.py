@@ -62,13 +62,19 @@ def _launch_with_passive_openmp():
     machine but collapse when another process wants a core: the same FSRCNN step took 524 ms instead of
     110 ms beside one busy process, and 94 ms with passive workers.
     """
-    from numba.np.ufunc import parallel
+    import numba
+    try:
+        from numba.np.ufunc.parallel import _launch_threads  # Numba's own (private) pool start-up
+    except ImportError:
+        # A Numba without it: keep the layer whose idle workers always sleep.
+        numba.config.THREADING_LAYER = "workqueue"
+        return
     if "OMP_WAIT_POLICY" in os.environ:
-        parallel._launch_threads()
+        _launch_threads()
         return
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
-        parallel._launch_threads()
+        _launch_threads()
     finally:
         del os.environ["OMP_WAIT_POLICY"]
 
