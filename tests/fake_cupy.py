@@ -102,7 +102,7 @@ class _Stream:
     ptr = 0
 
     def synchronize(self):
-        pass
+        """Nothing to wait for: NumPy work is finished when its call returns."""
 
 
 class _Device(contextlib.nullcontext):
@@ -111,7 +111,7 @@ class _Device(contextlib.nullcontext):
         self.id = index
 
     def synchronize(self):
-        pass
+        """Nothing to wait for (see ``_Stream.synchronize``)."""
 
 
 cuda = types.SimpleNamespace(

@@ -243,7 +243,7 @@ def test_killed_gan_run_resumes_to_the_same_networks(tmp_path):
               checkpoint_every=2)
 
     class Killed(Exception):
-        pass
+        """Stands for the process dying right after a checkpoint."""
 
     def die_at_2(step, history):
         if step == 2:
