@@ -117,8 +117,8 @@ class NumbaConvImpl:
         nb = cls._slice(n, k, p)
         w2 = w.reshape(o, k)
         y = np.empty((n, o, p), dtype=np.float32)
-        if nb == 1 or (kh == kw == 1 and sh == sw == 1 and ph == pw == 0 and p >= cls.per_image_min_pixels):
-            pointwise = kh == kw == 1 and sh == sw == 1 and ph == pw == 0
+        pointwise = kh == kw == 1 and sh == sw == 1 and ph == pw == 0
+        if nb == 1 or (pointwise and p >= cls.per_image_min_pixels):
             x3 = x.reshape(n, c, h * wd)
             for i in range(n):
                 if pointwise:
