@@ -133,15 +133,19 @@ def test_other_bad_inputs_are_one_sentence(ckpt, photo, tmp_path, capsys):
         assert words in one_sentence(err, command), (argv, err)
 
 
-def test_train_on_cuda_without_gpu_says_how_to_install(capsys):
+@pytest.mark.parametrize("argv", [["train", "srcnn"], ["eval", "fsrcnn-x3", "--dataset", "builtin"],
+                                  ["upscale", "builtin:chelsea"], ["upscale", "builtin:chelsea", "--compare", "x.png"]])
+def test_cuda_without_gpu_says_how_to_install(argv, capsys, tmp_path, monkeypatch):
     try:
         import cupy  # noqa: F401
         pytest.skip("CuPy is installed here")
     except ImportError:
         pass
-    code, _, err = run(["train", "srcnn", "--device", "cuda"], capsys)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(argv + ["--device", "cuda"], capsys)
     assert code == 1
-    assert "pip install 'tinysr[gpu]'" in one_sentence(err, "train")
+    assert "pip install 'tinysr[gpu]'" in one_sentence(err, argv[0])
+    assert not list(tmp_path.iterdir())  # nothing half-written
 
 
 def test_train_command_end_to_end(photo, tmp_path, capsys):

@@ -1,11 +1,14 @@
-"""``device="cuda"`` end to end, without a GPU: tinysr on a NumPy stand-in for CuPy (``fake_cupy.py``).
+"""``device="cuda"`` end to end: on a NumPy stand-in for CuPy (``fake_cupy.py``) everywhere, and on real
+CuPy where a GPU is present.
 
 The fake is as strict as CuPy about host arrays meeting device arrays, so these tests fail when an op,
-the trainer, evaluation or inference forgets to move something -- the plumbing a real GPU run needs.  The
-CUDA kernels themselves are tested under Numba's simulator; here convolutions run the NumPy code on
-"device" arrays (what tinysr does on a GPU whose Numba cannot compile kernels).  On a real GPU the
-``gpu`` tests (``test_kernels_cuda_gpu.py``) run the same calls on CuPy.
+the trainer, evaluation or inference forgets to move something -- the plumbing a real GPU run needs --
+on a machine without a GPU.  There, convolutions run the NumPy code on "device" arrays (what tinysr
+does on a GPU whose Numba cannot compile kernels); the CUDA kernels themselves are tested under
+Numba's simulator.  With a GPU, every test also runs with ``cupy`` and our Numba CUDA kernels (the
+``[cupy]`` cases), next to the kernel-level ``gpu`` tests in ``test_kernels_cuda_gpu.py``.
 """
+import contextlib
 import sys
 import warnings
 from pathlib import Path
@@ -21,28 +24,60 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fake_cupy  # noqa: E402
 
 
-@pytest.fixture
-def fake_gpu(monkeypatch):
+class _Device:
+    """The array module a test runs on, and a way to assert that a block copies nothing across."""
+
+    def __init__(self, xp, fake):
+        self.xp, self.fake = xp, fake
+
+    @contextlib.contextmanager
+    def no_crossings(self):
+        if self.fake:
+            fake_cupy.crossings.update(h2d=0, d2h=0)
+            yield
+            assert fake_cupy.crossings == {"h2d": 0, "d2h": 0}
+            return
+        # Real CuPy: any synchronising device-to-host read inside the block raises, and tinysr's own
+        # copies are counted.
+        import cupyx
+        no_sync = getattr(cupyx, "allow_synchronize", None)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*allow_synchronize will be removed")  # CuPy 14
+            guard = no_sync(False) if no_sync else contextlib.nullcontext()
+        with backend.count_transfers() as moved, guard:
+            yield
+        assert moved["h2d"] == 0 and moved["d2h"] == 0, moved
+
+
+@pytest.fixture(params=["fake", "cupy"])
+def gpu(request, monkeypatch):
+    if request.param == "cupy":
+        try:
+            cp = backend.cupy_module()
+        except backend.DeviceError as e:
+            pytest.skip(f"no GPU here ({e}); the same test runs on the NumPy stand-in")
+        yield _Device(cp, fake=False)
+        return
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
     monkeypatch.setattr(backend, "_cupy", None)
     # No Numba CUDA kernels on a machine without a GPU: convolutions run the NumPy code on device arrays.
     monkeypatch.setattr(conv_mod, "_cuda_autoload", [True])
     monkeypatch.setitem(conv_mod._default, "cuda", None)
     fake_cupy.crossings.update(h2d=0, d2h=0)
-    yield fake_cupy
+    yield _Device(fake_cupy, fake=True)
 
 
-def test_the_fake_is_strict_about_host_arrays(fake_gpu):
+def test_the_device_is_strict_about_host_arrays(gpu):
     d = backend.to_device(np.ones(3, np.float32), "cuda")
     assert backend.is_cupy_array(d) and backend.device_of(d) == "cuda:0"
-    assert backend.is_cupy_array(d * 2 + 1) and backend.is_cupy_array(fake_gpu.zeros(2))
-    with pytest.raises(TypeError, match="host array"):
+    assert backend.is_cupy_array(d * 2 + 1) and backend.is_cupy_array(gpu.xp.zeros(2))
+    with pytest.raises(TypeError):
         d + np.ones(3, np.float32)
-    with pytest.raises(TypeError, match="host array"):
-        fake_gpu.concatenate([d, np.ones(3, np.float32)])
+    with pytest.raises(TypeError):
+        gpu.xp.concatenate([d, np.ones(3, np.float32)])
 
 
-def test_tensor_ops_and_backward_stay_on_the_device(fake_gpu):
+def test_tensor_ops_and_backward_stay_on_the_device(gpu):
     rng = np.random.default_rng(0)
     x = tinysr.Tensor(rng.standard_normal((2, 1, 9, 9)).astype(np.float32))
     net = tinysr.models.build("fsrcnn", scale=2, d=8, s=4, m=1)
@@ -54,27 +89,27 @@ def test_tensor_ops_and_backward_stay_on_the_device(fake_gpu):
     assert all(backend.is_cupy_array(p.data) for p in net.parameters())
     xd = x.to("cuda")
     opt = tinysr.optim.Adam(net.parameters(), lr=1e-3)
-    fake_gpu.crossings.update(h2d=0, d2h=0)
-    y = net(xd)
-    assert backend.is_cupy_array(y.data)
-    y.sum().backward()
-    assert fake_gpu.crossings == {"h2d": 0, "d2h": 0}  # a step moves nothing between host and device
+    with gpu.no_crossings():  # a step moves nothing between host and device
+        y = net(xd)
+        assert backend.is_cupy_array(y.data)
+        y.sum().backward()
     for k, p in net.named_parameters():
         assert backend.is_cupy_array(p.grad), k
         np.testing.assert_allclose(p.grad.get(), g_cpu[k], rtol=1e-4, atol=1e-4, err_msg=k)
     np.testing.assert_allclose(y.data.get(), y_cpu.data, rtol=1e-5, atol=1e-5)
-    fake_gpu.crossings.update(h2d=0, d2h=0)
-    opt.step()
-    assert fake_gpu.crossings == {"h2d": 0, "d2h": 0}
+    with gpu.no_crossings():
+        opt.step()
     assert all(backend.is_cupy_array(p.data) for p in net.parameters())
 
 
-def test_train_on_cuda_matches_cpu_and_moves_only_the_batches(fake_gpu, small_data, tmp_path):
+def test_train_on_cuda_matches_cpu_and_moves_only_the_batches(gpu, small_data, tmp_path):
     train, test = small_data
     kw = dict(scale=3, data=train, eval_data=test, iterations=4, batch_size=4, seed=5, progress=False,
               log=lambda *a: None, eval_every=2, checkpoint_every=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "kernels unavailable" or other surprise on the device path
+        # (Numba's "low occupancy" hint about small launches is not a surprise; tinysr also silences it.)
+        warnings.filterwarnings("ignore", message=".*(occupancy|under-utilization).*")
         r_gpu = tinysr.train("fsrcnn", device="cuda", out_dir=tmp_path / "gpu",
                              model_kwargs={"d": 8, "s": 4, "m": 1}, **kw)
     r_cpu = tinysr.train("fsrcnn", device="cpu", out_dir=tmp_path / "cpu", model_kwargs={"d": 8, "s": 4, "m": 1},
@@ -89,7 +124,7 @@ def test_train_on_cuda_matches_cpu_and_moves_only_the_batches(fake_gpu, small_da
     assert all(type(p.data) is np.ndarray for p in cpu_model.parameters())
 
 
-def test_upscale_and_evaluate_on_cuda_match_cpu(fake_gpu, small_data):
+def test_upscale_and_evaluate_on_cuda_match_cpu(gpu, small_data):
     _, test = small_data
     img = tinysr.data.imread(next(Path(test).iterdir()))
     net = tinysr.load("fsrcnn-x3")
@@ -105,7 +140,7 @@ def test_upscale_and_evaluate_on_cuda_match_cpu(fake_gpu, small_data):
 
 @pytest.mark.parametrize("name", ["srcnn", "fsrcnn", "vdsr", "drcn", "red30", "drrn", "srdensenet", "srresnet",
                                   "edsr_baseline", "edsr", "mdsr", "srgan_discriminator"])
-def test_every_model_family_trains_on_the_device(fake_gpu, name):
+def test_every_model_family_trains_on_the_device(gpu, name):
     # One forward/backward/update of each network on device arrays, against the same step on the CPU.
     from test_models import GRAD_TINY
     kw, scale, shape = GRAD_TINY.get(name, ({"input_size": 16, "base": 4, "dense": 8}, 4, (2, 3, 16, 16)))
@@ -125,5 +160,8 @@ def test_every_model_family_trains_on_the_device(fake_gpu, name):
         nets.append((float(loss.data), {k: backend.as_numpy(p.data) for k, p in net.named_parameters()}))
     (loss_cpu, p_cpu), (loss_gpu, p_gpu) = nets
     assert loss_gpu == pytest.approx(loss_cpu, rel=1e-4)
+    # cuBLAS sums in another order than OpenBLAS; BatchNorm (the discriminator) magnifies that in
+    # near-zero weights, hence the looser absolute tolerance on a real GPU.
+    atol = 1e-5 if gpu.fake else 5e-5
     for k in p_cpu:
-        np.testing.assert_allclose(p_gpu[k], p_cpu[k], rtol=1e-4, atol=1e-5, err_msg=k)
+        np.testing.assert_allclose(p_gpu[k], p_cpu[k], rtol=1e-4, atol=atol, err_msg=k)

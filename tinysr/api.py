@@ -600,7 +600,7 @@ def upscale(image, model="fsrcnn", scale=3, *, tile="auto", self_ensemble=False,
     return sr
 
 
-def compare(image, model="fsrcnn", scale=3, *, out=None, crop=None, tile="auto", self_ensemble=False):
+def compare(image, model="fsrcnn", scale=3, *, out=None, crop=None, tile="auto", self_ensemble=False, device=None):
     """Treat ``image`` as the ground truth: shrink it by ``scale`` (MATLAB bicubic, uint8), upscale it
     back with bicubic and with ``model``, and measure both against it (Y PSNR/SSIM, ``scale`` px shaved).
 
@@ -608,7 +608,7 @@ def compare(image, model="fsrcnn", scale=3, *, out=None, crop=None, tile="auto",
     ``(top, left, size)`` in HR pixels shows a detail instead of the whole picture.  Returns
     ``{"bicubic": {"psnr", "ssim"}, "model": {...}, "images": (bicubic, sr, hr), "out": path}``.
     The LR image here is a real 8-bit image, as a user would have, so the numbers differ slightly from
-    :func:`evaluate`, whose LR stays in double precision as in the papers.
+    :func:`evaluate`, whose LR stays in double precision as in the papers.  ``device`` as in :func:`upscale`.
     """
     from . import metrics
     from .data.io import check_size
@@ -619,7 +619,7 @@ def compare(image, model="fsrcnn", scale=3, *, out=None, crop=None, tile="auto",
     lr = imresize(hr, 1.0 / scale)
     bic = imresize(lr, float(scale))
     net = inference_model(_resolve_model(model, scale))
-    sr = upscale(lr, net, scale, tile=tile, self_ensemble=self_ensemble)
+    sr = upscale(lr, net, scale, tile=tile, self_ensemble=self_ensemble, device=device)
     res = {k: {"psnr": metrics.psnr(v, hr, scale), "ssim": metrics.ssim(v, hr, scale)}
            for k, v in (("bicubic", bic), ("model", sr))}
     res["images"] = (bic, sr, hr)

@@ -60,7 +60,7 @@ def _cmd_eval(args):
                 report = api.evaluate("bicubic", dataset, scale=scale or 3)
             else:
                 report = api.evaluate(args.model, dataset, scale=scale, self_ensemble=args.self_ensemble,
-                                      tile=args.tile)
+                                      tile=args.tile, device=args.device)
             paper = _paper_for(args.model, report["dataset"], report["scale"])
             print(metrics.format_report(report, per_image=not args.summary, paper=paper))
             print()
@@ -71,7 +71,7 @@ def _cmd_upscale(args):
     from .data.io import imwrite
     if args.compare:
         res = api.compare(args.image, model=args.model, scale=args.scale, out=args.compare, tile=_tile(args.tile),
-                          self_ensemble=args.self_ensemble)
+                          self_ensemble=args.self_ensemble, device=args.device)
         print(f"{args.image} treated as the original, shrunk x{args.scale} and upscaled back:")
         for k in ("bicubic", "model"):
             name = os.path.basename(args.model) if k == "model" else "bicubic"
@@ -88,7 +88,7 @@ def _cmd_upscale(args):
         stem = os.path.splitext(os.path.basename(args.image.split(":", 1)[-1]))[0]
         out = f"{stem}_x{args.scale}.png"
     sr = api.upscale(args.image, model=args.model, scale=args.scale, tile=_tile(args.tile),
-                     self_ensemble=args.self_ensemble, out=out)
+                     self_ensemble=args.self_ensemble, out=out, device=args.device)
     print(f"wrote {out} ({sr.shape[1]}x{sr.shape[0]})")
 
 
@@ -185,6 +185,7 @@ def build_parser():
     e.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
     e.add_argument("--tile", default=None, type=int, help="run in tiles of this many input pixels (same result)")
     e.add_argument("--summary", action="store_true", help="only the mean line, not every image")
+    e.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     e.set_defaults(func=_cmd_eval)
 
     u = sub.add_parser(
@@ -208,6 +209,7 @@ def build_parser():
     u.add_argument("--compare", metavar="PNG", default=None,
                    help="treat the image as the original: shrink it by --scale, upscale it back with bicubic and "
                         "with the model, print both PSNRs and write a side-by-side picture to PNG")
+    u.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     u.set_defaults(func=_cmd_upscale)
 
     t = sub.add_parser(

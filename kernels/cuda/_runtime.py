@@ -16,11 +16,26 @@ Nothing here imports CuPy: if a CuPy array reaches a launcher, CuPy is already i
 """
 import math
 import sys
+import warnings
 from functools import lru_cache
 
 import numpy as np
-from numba import cuda
-from numba.core import config
+
+if not hasattr(np, "row_stack"):
+    # numba-cuda (the CUDA target that Numba delegates to; seen with 0.30.4) registers an overload for
+    # np.row_stack, which NumPy 2.5 removed, when it compiles its first kernel -- so every kernel fails
+    # with "module 'numpy' has no attribute 'row_stack'".  row_stack was NumPy's alias of vstack;
+    # restoring the alias is what lets our kernels compile there (seen on an H100, NumPy 2.5.2).
+    np.row_stack = np.vstack
+
+from numba import cuda  # noqa: E402
+from numba.core import config  # noqa: E402
+
+# Numba warns of "GPU under-utilization" whenever a grid has fewer blocks than the GPU has
+# multiprocessors: true of every small tile, test batch or 1-channel bias, and nothing a learner can act on.
+# The message starts with terminal colour codes (hence the leading .*), and numba-cuda raises its own
+# copy of NumbaPerformanceWarning, not numba.core.errors' (hence no category).
+warnings.filterwarnings("ignore", message=r".*GPU under-utilization")
 
 
 def simulator_enabled():
@@ -104,6 +119,23 @@ def grid_1d(n, threads=None):
     blocks = max(1, math.ceil(n / threads))
     cap = 3 if simulator_enabled() else 4096
     return min(blocks, cap), threads
+
+
+def grid_planes(rows, channels, images):
+    """``(blocks, threads)`` for a kernel over the image planes of an (N, C, rows, cols) array.
+
+    Such a kernel (im2col, col2im) strides over images with ``blockIdx.z``, channels with
+    ``blockIdx.y``, rows with ``blockIdx.x`` and ``threadIdx.y``, and columns with ``threadIdx.x``, so
+    that it never divides a flat index.  Blocks are 32 x 8 threads (a warp along a row); every
+    dimension is a grid-stride loop, correct for any grid.  On a GPU the grid covers the planes
+    (capped at the hardware's 65535 blocks in y and z); in the simulator blocks are 4 x 2 threads and
+    the grid at most 2 x 2 x 2, so that every loop really strides there.
+    """
+    sim = simulator_enabled()
+    tx, ty = (4, 2) if sim else (32, 8)
+    cap = 2 if sim else 65535
+    bx = max(1, math.ceil(rows / ty))
+    return (min(bx, cap), max(1, min(channels, cap)), max(1, min(images, cap))), (tx, ty)
 
 
 # ---------------------------------------------------------------------------------------------- allocation
