@@ -94,6 +94,62 @@ def test_numba_conv_impl_matches_numpy(monkeypatch, budget, per_image, n, c, h, 
     assert fast.backward(x, wt, gy, st, pd, need_x=False)[0] is None
 
 
+SHIFTED_CASES = [  # (n, c, o, h, w, kh, kw, ph, pw): odd sizes, square and oblong kernels, padding 0 .. k-1
+    (2, 32, 40, 7, 9, 3, 3, 1, 1), (3, 33, 32, 5, 4, 3, 5, 0, 2), (1, 32, 32, 23, 17, 3, 3, 1, 1),
+    (2, 32, 35, 6, 6, 1, 3, 0, 1), (1, 32, 48, 9, 8, 5, 5, 2, 2), (2, 48, 32, 3, 3, 3, 3, 2, 2),
+    (1, 32, 32, 11, 5, 3, 3, 0, 0), (2, 40, 33, 5, 7, 5, 3, 4, 2),
+]
+
+
+@pytest.mark.parametrize("n, c, o, h, w, kh, kw, ph, pw", SHIFTED_CASES)
+@pytest.mark.parametrize("block_pixels", [2048, 1], ids=["whole-images", "row-by-row"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_shifted_gemm_conv_matches_numpy(monkeypatch, n, c, o, h, w, kh, kw, ph, pw, block_pixels, n_threads):
+    """Stride-1 convolutions with >= 32 channels (the shifted-GEMM path): all four maps, bias fused."""
+    from tinysr_kernels.cpu import shifted, threads
+    monkeypatch.setattr(shifted, "block_pixels", block_pixels)
+    before = threads.get_num_threads()
+    threads.set_num_threads(n_threads)
+    try:
+        rng = np.random.default_rng(n + c + o + h + kh + pw)
+        x = noncontig(rnd(rng, n, c, h, w), rng)
+        wt = rnd(rng, o, c, kh, kw)
+        b = rnd(rng, o)
+        st, pd = (1, 1), (ph, pw)
+        assert shifted.usable(wt.shape, st, pd)
+        fast, ref = kconv.NumbaConvImpl, C.NumpyConvImpl
+        close(fast.forward(x, wt, st, pd, bias=b), ref.forward(x, wt, st, pd) + b.reshape(1, -1, 1, 1))
+        close(fast.forward(x, wt, st, pd), ref.forward(x, wt, st, pd))
+        gy = noncontig(rnd(rng, *ref.forward(x, wt, st, pd).shape), rng)
+        gx_ref, gw_ref = ref.backward_data(gy, wt, x.shape, st, pd), ref.backward_weight(x, gy, wt.shape, st, pd)
+        close(fast.backward_data(gy, wt, x.shape, st, pd), gx_ref)
+        close(fast.backward_weight(x, gy, wt.shape, st, pd), gw_ref, 5e-5)
+        gx, gw = fast.backward(x, wt, gy, st, pd)
+        close(gx, gx_ref)
+        close(gw, gw_ref, 5e-5)
+        assert fast.backward(x, wt, gy, st, pd, need_x=False)[0] is None
+    finally:
+        threads.set_num_threads(before)
+
+
+def test_shifted_gemm_path_is_taken_where_it_should_be(monkeypatch):
+    from tinysr_kernels.cpu import shifted
+    assert shifted.usable((64, 64, 3, 3), (1, 1), (1, 1))          # VDSR / EDSR / DRRN bodies
+    assert not shifted.usable((64, 16, 3, 3), (1, 1), (1, 1))      # too few input channels
+    assert not shifted.usable((16, 64, 3, 3), (1, 1), (1, 1))      # too few output channels
+    assert not shifted.usable((64, 64, 3, 3), (2, 2), (1, 1))      # strided
+    assert not shifted.usable((64, 64, 1, 1), (1, 1), (0, 0))      # 1x1: the image is its own column matrix
+    assert not shifted.usable((64, 64, 3, 3), (1, 1), (3, 3))      # padding beyond the kernel
+    calls = []
+    monkeypatch.setattr(shifted, "forward", lambda *a, **k: calls.append("forward") or np.zeros((1, 64, 5, 5), np.float32))
+    x, w = np.zeros((1, 64, 5, 5), np.float32), np.zeros((64, 64, 3, 3), np.float32)
+    kconv.NumbaConvImpl.forward(x, w, (1, 1), (1, 1))
+    assert calls == ["forward"]
+    monkeypatch.setattr(kconv.NumbaConvImpl, "shifted", False)      # the switch that forces im2col
+    kconv.NumbaConvImpl.forward(x, w, (1, 1), (1, 1))
+    assert calls == ["forward"]
+
+
 def test_numba_conv_falls_back_for_float64():
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 3, 7, 7)), rng.standard_normal((4, 3, 3, 3))

@@ -6,8 +6,9 @@ use (seconds), then loads from Numba's on-disk cache in later processes.  :func:
 (:mod:`.threads`); tinysr calls it on the first CPU convolution unless ``TINYSR_KERNELS=numpy``.
 
 Modules: :mod:`.im2col` (im2col/col2im and layout moves), :mod:`.direct` (convolution for 1-3 output
-channels), :mod:`.pointwise` (activations, bias gradient, pixel shuffle), :mod:`.conv`
-(``NumbaConvImpl``), :mod:`.threads` (who owns the cores).
+channels), :mod:`.shifted` (stride-1 convolution as GEMMs on shifted views, no column matrix),
+:mod:`.pointwise` (activations, bias gradient, pixel shuffle), :mod:`.conv` (``NumbaConvImpl``),
+:mod:`.threads` (who owns the cores).
 """
 from . import threads
 

@@ -102,16 +102,29 @@ def gemm(a, b, out):
     t = min(_threads, n // 256)
     if t <= 1:
         return np.matmul(a, b, out=out)
-    global _pool
-    if _pool is None or _pool._max_workers < t - 1:
-        _pool = ThreadPoolExecutor(max_workers=t - 1, thread_name_prefix="tinysr-gemm")
     cuts = [n * i // t for i in range(t + 1)]
-    futures = [_pool.submit(np.matmul, a, b[:, cuts[i]:cuts[i + 1]], out=out[:, cuts[i]:cuts[i + 1]])
-               for i in range(1, t)]
-    np.matmul(a, b[:, :cuts[1]], out=out[:, :cuts[1]])
+    run_parallel(lambda i: np.matmul(a, b[:, cuts[i]:cuts[i + 1]], out=out[:, cuts[i]:cuts[i + 1]]), range(t))
+    return out
+
+
+def run_parallel(fn, args):
+    """Call ``fn(arg)`` for every ``arg``: the first in this thread, the others on tinysr's thread pool.
+
+    For work that releases the GIL (BLAS calls, ``nogil`` Numba kernels, NumPy ufuncs on large
+    arrays); pass at most :func:`get_num_threads` arguments.  Exceptions propagate.
+    """
+    args = list(args)
+    if len(args) <= 1:
+        for a in args:
+            fn(a)
+        return
+    global _pool
+    if _pool is None or _pool._max_workers < len(args) - 1:
+        _pool = ThreadPoolExecutor(max_workers=len(args) - 1, thread_name_prefix="tinysr-gemm")
+    futures = [_pool.submit(fn, a) for a in args[1:]]
+    fn(args[0])
     for f in futures:
         f.result()
-    return out
 
 
 def _blas_controller():
