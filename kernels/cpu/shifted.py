@@ -24,8 +24,9 @@ Measured on the 2-core machine, one thread, VDSR's 64->64 3x3 layer on 16 41x41 
 (im2col + GEMM: 43-46 ms), both gradients 59 ms (88 ms); OpenBLAS reaches 58-74 GFLOP/s on one core for
 these shapes, so the shifted GEMMs run close to the GEMM's own speed.
 
-Work is split over threads by (image, block of rows); each thread runs single-threaded OpenBLAS GEMMs
-and its own small buffers.  Only float32 arrays reach this module (see ``NumbaConvImpl``).
+Work is split over threads by image (each thread pads its images one at a time into a small buffer)
+or, for fewer images than threads, by block of rows of a batch padded once (see ``_Padded``); each
+thread runs single-threaded OpenBLAS GEMMs and its own small buffers.  Only float32 arrays reach this module (see ``NumbaConvImpl``).
 """
 import numpy as np
 from numba import njit, prange
@@ -93,14 +94,60 @@ def _widen_rows(g_n, r0, r1, wp, out):
             dst[ow:] = 0
 
 
-def _blocks(n, oh, wp):
-    rows = max(1, block_pixels // wp)
-    return [(i, r0, min(oh, r0 + rows)) for i in range(n) for r0 in range(0, oh, rows)]
+@njit(nogil=True, cache=True)
+def _pad_image(x, n, ph, pw, out):
+    """``out[c]`` = plane (c) of image n, zero-padded by (ph, pw) and flattened, then zeros to the end."""
+    h, w = x.shape[2], x.shape[3]
+    wp = w + 2 * pw
+    for c in range(x.shape[1]):
+        dst = out[c]
+        dst[:ph * wp] = 0
+        for r in range(h):
+            row = (r + ph) * wp
+            dst[row:row + pw] = 0
+            dst[row + pw:row + pw + w] = x[n, c, r]
+            dst[row + pw + w:row + wp] = 0
+        dst[(h + ph) * wp:] = 0
 
 
-def _split(items):
-    t = max(1, min(threads.get_num_threads(), len(items)))
-    return [items[k::t] for k in range(t)]
+class _Padded:
+    """The padded planes of a batch, as each thread sees them, and how the work is split.
+
+    With at least as many images as threads, every thread takes whole images and pads each into its own
+    small buffer (one image, in cache) -- no padded copy of the whole batch.  With fewer (one large
+    image at inference), the batch is padded once and the threads share out blocks of rows.
+    """
+
+    def __init__(self, x, padding, kw, wp, oh):
+        n, c, h, _ = x.shape
+        self.x, self.ph, self.pw = x, padding[0], padding[1]
+        self.plane = (h + 2 * self.ph) * wp + kw - 1
+        rows = max(1, block_pixels // wp)
+        spans = [(r0, min(oh, r0 + rows)) for r0 in range(0, oh, rows)]
+        t = threads.get_num_threads()
+        if n >= t:
+            self.whole = None
+            self.parts = [[(i, r0, r1) for i in range(k, n, t) for r0, r1 in spans] for k in range(t)]
+        else:
+            self.whole = np.empty((n, c, self.plane), dtype=np.float32)
+            _pad_planes(x, self.ph, self.pw, kw - 1, self.whole)
+            blocks = [(i, r0, r1) for i in range(n) for r0, r1 in spans]
+            t = min(t, len(blocks))
+            self.parts = [blocks[k::t] for k in range(t)]
+
+    def reader(self):
+        """A function ``image(i)`` -> (C, plane) padded planes of image i, for one thread."""
+        if self.whole is not None:
+            return lambda i: self.whole[i]
+        own = np.empty((self.x.shape[1], self.plane), dtype=np.float32)
+        last = [-1]
+
+        def image(i):
+            if last[0] != i:
+                _pad_image(self.x, i, self.ph, self.pw, own)
+                last[0] = i
+            return own
+        return image
 
 
 def _geometry(x_shape, w_shape, padding):
@@ -114,24 +161,25 @@ def _geometry(x_shape, w_shape, padding):
 def forward(x, w, padding, bias=None):
     """y (N, O, OH, OW) = conv2d(x (N, C, H, W), w (O, C, kh, kw), stride 1, ``padding``) + bias."""
     n, c, o, kh, kw, oh, ow, hp, wp = _geometry(x.shape, w.shape, padding)
-    xpad = np.empty((n, c, hp * wp + kw - 1), dtype=np.float32)
-    _pad_planes(x, padding[0], padding[1], kw - 1, xpad)
+    padded = _Padded(x, padding, kw, wp, oh)
     taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1))       # (kh, kw, O, C): one (O, C) matrix per tap
     has_bias = bias is not None
     b = np.ascontiguousarray(bias) if has_bias else np.zeros(1, np.float32)
     y = np.empty((n, o, oh, ow), dtype=np.float32)
 
     def work(items):
+        image = padded.reader()
         acc = np.empty((o, block_pixels + wp), dtype=np.float32)
         part = np.empty_like(acc)
         for i, r0, r1 in items:
+            xp = image(i)
             length = (r1 - r0) * wp
             a, p = acc[:, :length], part[:, :length]
             first = True
             for u in range(kh):
                 for v in range(kw):
                     start = (r0 + u) * wp + v
-                    view = xpad[i, :, start:start + length]
+                    view = xp[:, start:start + length]
                     if first:
                         np.matmul(taps[u, v], view, out=a)
                         first = False
@@ -140,7 +188,7 @@ def forward(x, w, padding, bias=None):
                         np.add(a, p, out=a)
             _crop_rows(a, wp, r0, r1, ow, b, has_bias, y[i])
 
-    threads.run_parallel(work, _split(_blocks(n, oh, wp)))
+    threads.run_parallel(work, padded.parts)
     return y
 
 
@@ -154,26 +202,26 @@ def backward_data(gy, w, padding):
 def backward_weight(x, gy, w_shape, padding):
     """gw (O, C, kh, kw) = sum over images and wide pixels of gY_wide @ (shifted padded x)^T, per tap."""
     n, c, o, kh, kw, oh, ow, hp, wp = _geometry(x.shape, w_shape, padding)
-    xpad = np.empty((n, c, hp * wp + kw - 1), dtype=np.float32)
-    _pad_planes(x, padding[0], padding[1], kw - 1, xpad)
-    parts = _split(_blocks(n, oh, wp))
-    sums = [np.zeros((kh, kw, o, c), dtype=np.float32) for _ in parts]
+    padded = _Padded(x, padding, kw, wp, oh)
+    sums = [np.zeros((kh, kw, o, c), dtype=np.float32) for _ in padded.parts]
 
     def work(k):
+        image = padded.reader()
         g = np.empty((o, block_pixels + wp), dtype=np.float32)
         prod = np.empty((o, c), dtype=np.float32)
         total = sums[k]
-        for i, r0, r1 in parts[k]:
+        for i, r0, r1 in padded.parts[k]:
+            xp = image(i)
             length = (r1 - r0) * wp
             gw_ = g[:, :length]
             _widen_rows(gy[i], r0, r1, wp, gw_)
             for u in range(kh):
                 for v in range(kw):
                     start = (r0 + u) * wp + v
-                    np.matmul(gw_, xpad[i, :, start:start + length].T, out=prod)
+                    np.matmul(gw_, xp[:, start:start + length].T, out=prod)
                     np.add(total[u, v], prod, out=total[u, v])
 
-    threads.run_parallel(work, list(range(len(parts))))
+    threads.run_parallel(work, list(range(len(padded.parts))))
     total = sums[0]
     for s in sums[1:]:
         total += s
