@@ -228,9 +228,7 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
         history["seconds"] = seconds_before + time.time() - run_start
         meta = dict(config=config, step=step, rng_state=rng.bit_generator.state, history=history,
                     tinysr_version=__version__, generator=_describe_net(gen))
-        checkpoint.save(out_dir / f"step_{step:07d}.npz", pair, both, meta)
-        for stale in sorted(out_dir.glob("step_*.npz"))[:-2]:
-            stale.unlink()
+        checkpoint.save_step(out_dir, step, pair, both, meta)
 
     bar = None
     if progress:

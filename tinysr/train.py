@@ -79,12 +79,7 @@ class Trainer:
             if not bool(p.xp.isfinite(p.data).all()):
                 raise TrainingDiverged(f"parameter {name} is no longer finite at step {self.step}; the last good "
                                        f"checkpoint in {self.out_dir} is kept. Lower the learning rate, then resume.")
-        path = self.out_dir / f"step_{self.step:07d}.npz"
-        checkpoint.save(path, self.model, self.optimizer, self._meta())
-        # keep the two newest: the latest, and one more in case the latest is from a bad moment
-        for old in sorted(self.out_dir.glob("step_*.npz"))[:-2]:
-            old.unlink()
-        return path
+        return checkpoint.save_step(self.out_dir, self.step, self.model, self.optimizer, self._meta())
 
     def resume(self):
         """Load the newest checkpoint in ``out_dir`` if there is one; returns its path or None."""
