@@ -139,3 +139,14 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+
+
+def test_save_step_keeps_the_two_newest(tmp_path):
+    from tinysr import models
+    net = models.build("fsrcnn", scale=2, d=4, s=2, m=1)
+    for step in (1, 2, 10, 3):                  # file names sort by step number, not by time of writing
+        path = checkpoint.save_step(tmp_path, step, net, meta={"step": step})
+        assert path.name == f"step_{step:07d}.npz" and path.is_file()
+    assert sorted(p.name for p in tmp_path.glob("step_*.npz")) == ["step_0000003.npz", "step_0000010.npz"]
+    assert checkpoint.latest(tmp_path).name == "step_0000010.npz"
+    assert checkpoint.load(checkpoint.latest(tmp_path))[2]["step"] == 10
