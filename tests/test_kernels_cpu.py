@@ -95,19 +95,20 @@ def test_numba_conv_impl_matches_numpy(monkeypatch, budget, per_image, n, c, h, 
 
 
 SHIFTED_CASES = [  # (n, c, o, h, w, kh, kw, ph, pw): odd sizes, square and oblong kernels, padding 0 .. k-1
-    (2, 32, 40, 7, 9, 3, 3, 1, 1), (3, 33, 32, 5, 4, 3, 5, 0, 2), (1, 32, 32, 23, 17, 3, 3, 1, 1),
-    (2, 32, 35, 6, 6, 1, 3, 0, 1), (1, 32, 48, 9, 8, 5, 5, 2, 2), (2, 48, 32, 3, 3, 3, 3, 2, 2),
-    (1, 32, 32, 11, 5, 3, 3, 0, 0), (2, 40, 33, 5, 7, 5, 3, 4, 2),
+    (2, 32, 40, 37, 29, 3, 3, 1, 1), (3, 5, 32, 35, 34, 3, 5, 0, 2), (1, 1, 16, 45, 37, 9, 9, 4, 4),
+    (2, 32, 35, 36, 36, 1, 3, 0, 1), (1, 12, 48, 39, 38, 5, 5, 2, 2), (2, 48, 7, 33, 33, 3, 3, 2, 2),
+    (1, 1, 32, 41, 35, 9, 9, 0, 0), (2, 40, 33, 35, 37, 5, 3, 4, 2),
 ]
 
 
 @pytest.mark.parametrize("n, c, o, h, w, kh, kw, ph, pw", SHIFTED_CASES)
-@pytest.mark.parametrize("block_pixels", [2048, 1], ids=["whole-images", "row-by-row"])
+@pytest.mark.parametrize("cols_budget", [2 << 20, 1], ids=["whole-images", "row-by-row"])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_shifted_gemm_conv_matches_numpy(monkeypatch, n, c, o, h, w, kh, kw, ph, pw, block_pixels, n_threads):
-    """Stride-1 convolutions with >= 32 channels (the shifted-GEMM path): all four maps, bias fused."""
+def test_blocked_columns_conv_matches_numpy(monkeypatch, n, c, o, h, w, kh, kw, ph, pw, cols_budget, n_threads):
+    """Stride-1 convolutions on images of 1024+ pixels (columns built block by block in cache):
+    all four maps, bias fused, with blocks of whole images and of single rows, on 1 and 2 threads."""
     from tinysr_kernels.cpu import shifted, threads
-    monkeypatch.setattr(shifted, "block_pixels", block_pixels)
+    monkeypatch.setattr(shifted, "cols_budget", cols_budget)
     before = threads.get_num_threads()
     threads.set_num_threads(n_threads)
     try:
@@ -116,7 +117,7 @@ def test_shifted_gemm_conv_matches_numpy(monkeypatch, n, c, o, h, w, kh, kw, ph,
         wt = rnd(rng, o, c, kh, kw)
         b = rnd(rng, o)
         st, pd = (1, 1), (ph, pw)
-        assert shifted.usable(wt.shape, st, pd)
+        assert shifted.usable(x.shape, wt.shape, st, pd)
         fast, ref = kconv.NumbaConvImpl, C.NumpyConvImpl
         close(fast.forward(x, wt, st, pd, bias=b), ref.forward(x, wt, st, pd) + b.reshape(1, -1, 1, 1))
         close(fast.forward(x, wt, st, pd), ref.forward(x, wt, st, pd))
@@ -132,20 +133,21 @@ def test_shifted_gemm_conv_matches_numpy(monkeypatch, n, c, o, h, w, kh, kw, ph,
         threads.set_num_threads(before)
 
 
-def test_shifted_gemm_path_is_taken_where_it_should_be(monkeypatch):
+def test_blocked_columns_path_is_taken_where_it_should_be(monkeypatch):
     from tinysr_kernels.cpu import shifted
-    assert shifted.usable((64, 64, 3, 3), (1, 1), (1, 1))          # VDSR / EDSR / DRRN bodies
-    assert not shifted.usable((64, 16, 3, 3), (1, 1), (1, 1))      # too few input channels
-    assert not shifted.usable((16, 64, 3, 3), (1, 1), (1, 1))      # too few output channels
-    assert not shifted.usable((64, 64, 3, 3), (2, 2), (1, 1))      # strided
-    assert not shifted.usable((64, 64, 1, 1), (1, 1), (0, 0))      # 1x1: the image is its own column matrix
-    assert not shifted.usable((64, 64, 3, 3), (1, 1), (3, 3))      # padding beyond the kernel
+    assert shifted.usable((16, 64, 41, 41), (64, 64, 3, 3), (1, 1), (1, 1))      # VDSR's training patches
+    assert shifted.usable((1, 1, 268, 268), (64, 1, 9, 9), (1, 1), (0, 0))       # SRCNN at inference
+    assert not shifted.usable((128, 1, 33, 33), (64, 1, 9, 9), (1, 1), (0, 0))   # SRCNN's patches: batched im2col
+    assert not shifted.usable((16, 64, 41, 41), (64, 64, 3, 3), (2, 2), (1, 1))  # strided
+    assert not shifted.usable((16, 64, 41, 41), (64, 64, 1, 1), (1, 1), (0, 0))  # 1x1: its own column matrix
+    assert not shifted.usable((16, 64, 41, 41), (64, 64, 3, 3), (1, 1), (3, 3))  # padding beyond the kernel
     calls = []
-    monkeypatch.setattr(shifted, "forward", lambda *a, **k: calls.append("forward") or np.zeros((1, 64, 5, 5), np.float32))
-    x, w = np.zeros((1, 64, 5, 5), np.float32), np.zeros((64, 64, 3, 3), np.float32)
+    monkeypatch.setattr(shifted, "forward", lambda *a, **k: calls.append("forward") or np.zeros((1, 64, 40, 40),
+                                                                                                 np.float32))
+    x, w = np.zeros((1, 64, 40, 40), np.float32), np.zeros((64, 64, 3, 3), np.float32)
     kconv.NumbaConvImpl.forward(x, w, (1, 1), (1, 1))
     assert calls == ["forward"]
-    monkeypatch.setattr(kconv.NumbaConvImpl, "shifted", False)      # the switch that forces im2col
+    monkeypatch.setattr(kconv.NumbaConvImpl, "shifted", False)      # the switch that forces the batched im2col
     kconv.NumbaConvImpl.forward(x, w, (1, 1), (1, 1))
     assert calls == ["forward"]
 

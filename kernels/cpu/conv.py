@@ -6,10 +6,10 @@ lean in time and memory:
 
 * **Per-shape choice.**  Layers with at most :attr:`NumbaConvImpl.direct_max_out` output channels
   (SRCNN's, VDSR's and EDSR's last layers) use the direct kernels of :mod:`.direct`; a GEMM with 1-3
-  rows is all column-building and no arithmetic.  Stride-1 layers with at least 32 channels in and
-  out (VDSR's, EDSR's, DRRN's bodies) are sums of GEMMs on shifted views of the padded image
-  (:mod:`.shifted`), with no column matrix at all.  Everything else is im2col + one OpenBLAS sgemm
-  per slice of the batch, oriented ``W (O, K) @ cols (K, M)`` so the long dimension M =
+  rows is all column-building and no arithmetic.  Stride-1 layers on images of 1024+ pixels (VDSR's
+  and EDSR's training patches, every whole image at inference) build their column matrix block by
+  block in cache from shifted views of the padded image (:mod:`.shifted`).  Everything else is
+  im2col + one OpenBLAS sgemm per slice of the batch, oriented ``W (O, K) @ cols (K, M)`` so the long dimension M =
   samples*pixels is the GEMM's N.
 * **Bounded, reused buffers.**  The batch is cut into slices whose column matrix fits
   :attr:`NumbaConvImpl.col_budget` bytes; the buffers are allocated once and reused by every layer and
@@ -83,8 +83,8 @@ class NumbaConvImpl:
     # many pixels: enough columns for the GEMM to be split over the threads.  Training patches are smaller
     # and keep the batched path, whose one large GEMM uses the cores better.
     per_image_min_pixels = 4096
-    # Stride-1 convolutions with >= 32 channels in and out run as GEMMs on shifted views of the padded
-    # image, without a column matrix (see :mod:`.shifted`); False forces im2col (for comparisons).
+    # Stride-1 convolutions on images of 1024+ wide-grid pixels build their columns block by block in
+    # cache (see :mod:`.shifted`); False forces the batched im2col (for comparisons).
     shifted = True
 
     # ------------------------------------------------------------------ helpers
@@ -118,7 +118,7 @@ class NumbaConvImpl:
             y = np.empty((n, o, oh, ow), dtype=np.float32)
             direct.forward(_pad(x, ph, pw), w, b, has_bias, sh, sw, y)
             return y
-        if cls.shifted and shifted.usable(w.shape, stride, padding):
+        if cls.shifted and shifted.usable(x.shape, w.shape, stride, padding):
             return shifted.forward(x, w, padding, b if has_bias else None)
         k, p = c * kh * kw, oh * ow
         nb = cls._slice(n, k, p)
@@ -170,7 +170,7 @@ class NumbaConvImpl:
             if need_x:
                 gx = cls._direct_data(gy, w, x.shape, sh, sw, ph, pw)
             return gx, gw
-        if cls.shifted and shifted.usable(w.shape, stride, padding):
+        if cls.shifted and shifted.usable(x.shape, w.shape, stride, padding):
             gw = shifted.backward_weight(x, gy, w.shape, padding)
             return (shifted.backward_data(gy, w, padding) if need_x else None), gw
         k, p = c * kh * kw, oh * ow
@@ -219,7 +219,7 @@ class NumbaConvImpl:
         oh, ow = gy.shape[2], gy.shape[3]
         if cls._direct(o):
             return cls._direct_data(gy, w, x_shape, sh, sw, ph, pw)
-        if cls.shifted and shifted.usable(w.shape, stride, padding):
+        if cls.shifted and shifted.usable(x_shape, w.shape, stride, padding):
             return shifted.backward_data(gy, w, padding)
         k, p = c * kh * kw, oh * ow
         nb = cls._slice(n, k, p)

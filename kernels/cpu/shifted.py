@@ -1,74 +1,105 @@
-"""Stride-1 convolution without a column matrix: a sum of GEMMs on shifted views of the padded image.
+"""Stride-1 convolution with the column matrix built block by block in cache, from shifted views.
 
-im2col copies every input pixel kh*kw times into a column matrix (VDSR: 576 rows) that is far larger
-than the cache, and the GEMM then reads it back.  For stride 1 there is a way around it.  Pad one image
-into planes of width ``Wp = W + 2*pw`` and look at the output on a *wide* grid of ``OH`` rows of ``Wp``
-pixels (the last ``kw - 1`` of each row are junk and are dropped).  Output pixel ``q = r*Wp + s`` of
-that grid reads, through tap (u, v), padded pixel ``q + u*Wp + v``: every tap reads the same matrix,
-shifted by a constant.  So::
+im2col copies every input pixel kh*kw times into a column matrix (VDSR: 576 rows by batch x pixels)
+that is far larger than the cache, and the GEMM then reads it back from memory.  For stride 1 there
+is a better way.  Pad one image into planes of width ``Wp = W + 2*pw`` and compute the output on a
+*wide* grid of ``OH`` rows of ``Wp`` pixels (the last ``kw - 1`` of each row are junk and are
+dropped).  Output pixel ``q = r*Wp + s`` of that grid reads, through tap (u, v), padded pixel
+``q + u*Wp + v``: for every tap the input is the *same* flattened plane, shifted by a constant.  So
+row (c, u, v) of the column matrix of a block of output rows r0..r1 is one contiguous slice of the
+padded plane::
 
-    Y_wide (O, OH*Wp) = sum over taps (u, v) of  W[:, :, u, v] (O, C)  @  Xpad[:, u*Wp+v : u*Wp+v + OH*Wp] (C, OH*Wp)
+    cols[(c, u, v), :] = Xpad[c, (r0+u)*Wp + v : (r0+u)*Wp + v + (r1-r0)*Wp]
 
-and each term is an ordinary GEMM on a *view* of the padded image: its rows are one plane apart,
-which BLAS reads through its leading dimension.  No column matrix is built; the extra work is a junk
-fraction ``(kw-1)/Wp`` of the columns and one addition per tap, done in cache (the output is computed
-in blocks of rows, see :data:`block_pixels`).  This is the idea behind "implicit GEMM" convolution in cuDNN and
-oneDNN, here with plain OpenBLAS calls.
+-- a memcpy, no index arithmetic.  Each block's columns are built in a small buffer that stays in
+cache (:data:`cols_budget`), multiplied at once (``W (O, C*kh*kw) @ cols``, one GEMM with the full
+inner dimension), and the valid columns of the result are copied into the output with the bias.  The
+only extra work is the junk fraction ``(kw-1)/Wp`` of the columns.
 
-The gradients are the same trick: the input gradient is the stride-1 convolution of the output
-gradient with the flipped, transposed kernel (padding ``k-1-p``), and the weight gradient of tap
-(u, v) is ``gY_wide (O, OH*Wp) @ Xpad[:, u*Wp+v : ...]^T`` -- with ``gY`` widened by zeros in the junk
-columns so that they contribute nothing.
+An earlier version skipped the columns altogether -- ``Y = sum over taps of W[:, :, u, v] @ (shifted
+view)``, kh*kw GEMMs with inner dimension C -- which is the "implicit GEMM" idea of cuDNN and oneDNN.
+With plain OpenBLAS calls it was 11-15% slower than building each block's columns in cache: the thin
+GEMMs (inner dimension 64) run below the speed of one GEMM with inner dimension 576.  Measured on the
+2-core machine, one thread: EDSR-baseline's 64->64 layer on a 128x128 input 24.9 -> 21.3 ms, VDSR's on
+16 41x41 patches 39.6 -> 35.4 ms, SRCNN's 9x9 first layer on 268x268 15.0 -> 12.8 ms.
 
-Measured on the 2-core machine, one thread, VDSR's 64->64 3x3 layer on 16 41x41 patches: forward 33 ms
-(im2col + GEMM: 43-46 ms), both gradients 59 ms (88 ms); OpenBLAS reaches 58-74 GFLOP/s on one core for
-these shapes, so the shifted GEMMs run close to the GEMM's own speed.
+The gradients use the same blocks: the input gradient is the stride-1 convolution of the output
+gradient with the flipped, transposed kernel (padding ``k-1-p``), and the weight gradient is the sum
+over blocks of ``gY_wide (O, block) @ cols^T (block, C*kh*kw)``, with ``gY`` widened by zeros in the
+junk columns so that they contribute nothing.
 
 Work is split over threads by image (each thread pads its images one at a time into a small buffer)
 or, for fewer images than threads, by block of rows of a batch padded once (see ``_Padded``); each
-thread runs single-threaded OpenBLAS GEMMs and its own small buffers.  Only float32 arrays reach this module (see ``NumbaConvImpl``).
+thread runs single-threaded OpenBLAS GEMMs and its own small buffers.  Only float32 arrays reach this
+module (see ``NumbaConvImpl``).
 """
 import numpy as np
 from numba import njit, prange
 
 from . import threads
 
-# A block of output rows is at most this many wide-grid pixels (whole rows, at least one), so that the
-# kh*kw partial products and their sum -- (O, block) each, 1 MB for 64 channels -- stay in cache while
-# each GEMM still gets enough columns.  Measured on the 2-core machine, one thread, inference of a
-# 128x128 EDSR-baseline input and a 256x256 VDSR input: 0.89 / 1.67 s at 4096 pixels, 0.94-1.0 /
-# 2.1-2.2 s at 1024-2048, 1.08 / 1.69 s at 8192.  Training patches (41x41, 48x48) are one block anyway.
-block_pixels = 4096
-# Below this many input channels, one tap's GEMM (inner dimension C) is too thin for BLAS and
-# im2col's single GEMM with inner dimension C*kh*kw is faster.
-min_channels = 32
+# Bytes of one block's column matrix: it, the (O, block) result and the padded image stay in cache while
+# the GEMM still gets hundreds to thousands of columns.  Measured on the 2-core machine, one thread:
+# 2 MB was the fastest of 0.5 / 1 / 2 / 4 MB for EDSR, VDSR and SRCNN layers (see the module docstring).
+cols_budget = 2 << 20
+# Images smaller than this many wide-grid pixels (small training patches) go through the batched im2col
+# of NumbaConvImpl instead, whose GEMMs span many images: per-image blocks would be too small for BLAS.
+min_wide_pixels = 1024
 
 
-def usable(w_shape, stride, padding):
-    """Whether a convolution with this kernel takes the shifted-GEMM path: stride 1, a kernel larger
-    than 1x1, padding below the kernel size, and at least ``min_channels`` input and output channels
-    (the forward GEMMs' inner dimension is C, the input gradient's is O)."""
-    o, c, kh, kw = w_shape
-    return (tuple(stride) == (1, 1) and kh * kw > 1 and min(c, o) >= min_channels
-            and padding[0] <= kh - 1 and padding[1] <= kw - 1)
+def usable(x_shape, w_shape, stride, padding):
+    """Whether a convolution of these shapes takes this path: stride 1, a kernel larger than 1x1,
+    padding below the kernel size, and images of at least :data:`min_wide_pixels` wide-grid pixels."""
+    h, w = x_shape[2], x_shape[3]
+    kh, kw = w_shape[2], w_shape[3]
+    ph, pw = padding
+    if tuple(stride) != (1, 1) or kh * kw == 1 or ph > kh - 1 or pw > kw - 1:
+        return False
+    oh = h + 2 * ph - kh + 1
+    return oh > 0 and w + 2 * pw - kw + 1 > 0 and oh * (w + 2 * pw) >= min_wide_pixels
+
+
+@njit(nogil=True, cache=True)
+def _pad_plane(src, ph, pw, dst):
+    """``dst`` (flat) = the 2-D plane ``src`` zero-padded by (ph, pw), row after row, then zeros to its end."""
+    h, w = src.shape
+    wp = w + 2 * pw
+    dst[:ph * wp] = 0
+    for r in range(h):
+        row = (r + ph) * wp
+        dst[row:row + pw] = 0
+        dst[row + pw:row + pw + w] = src[r]
+        dst[row + pw + w:row + wp] = 0
+    dst[(h + ph) * wp:] = 0
 
 
 @njit(parallel=True, cache=True)
-def _pad_planes(x, ph, pw, tail, out):
-    """``out[n, c]`` = plane (c) of image n, zero-padded by (ph, pw), flattened, plus ``tail`` zeros."""
-    n_img, c_in, h, w = x.shape
-    wp = w + 2 * pw
+def _pad_planes(x, ph, pw, out):
+    """``out[n, c]`` = plane (c) of image n, padded (see :func:`_pad_plane`), for the whole batch."""
+    n_img, c_in = x.shape[0], x.shape[1]
     for t in prange(n_img * c_in):
         n = t // c_in
-        c = t - n * c_in
-        dst = out[n, c]
-        dst[:ph * wp] = 0
-        for r in range(h):
-            row = (r + ph) * wp
-            dst[row:row + pw] = 0
-            dst[row + pw:row + pw + w] = x[n, c, r]
-            dst[row + pw + w:row + wp] = 0
-        dst[(h + ph) * wp:] = 0
+        _pad_plane(x[n, t - n * c_in], ph, pw, out[n, t - n * c_in])
+
+
+@njit(nogil=True, cache=True)
+def _pad_image(x, n, ph, pw, out):
+    """``out[c]`` = plane (c) of image n, padded (see :func:`_pad_plane`)."""
+    for c in range(x.shape[1]):
+        _pad_plane(x[n, c], ph, pw, out[c])
+
+
+@njit(nogil=True, cache=True)
+def _block_columns(xp, wp, kh, kw, r0, length, cols):
+    """``cols[(c, u, v), :length]`` = the padded plane ``xp[c]`` from ``(r0+u)*wp + v`` on: a block's columns."""
+    k = 0
+    for c in range(xp.shape[0]):
+        src = xp[c]
+        for u in range(kh):
+            for v in range(kw):
+                start = (r0 + u) * wp + v
+                cols[k, :length] = src[start:start + length]
+                k += 1
 
 
 @njit(nogil=True, cache=True)
@@ -94,22 +125,6 @@ def _widen_rows(g_n, r0, r1, wp, out):
             dst[ow:] = 0
 
 
-@njit(nogil=True, cache=True)
-def _pad_image(x, n, ph, pw, out):
-    """``out[c]`` = plane (c) of image n, zero-padded by (ph, pw) and flattened, then zeros to the end."""
-    h, w = x.shape[2], x.shape[3]
-    wp = w + 2 * pw
-    for c in range(x.shape[1]):
-        dst = out[c]
-        dst[:ph * wp] = 0
-        for r in range(h):
-            row = (r + ph) * wp
-            dst[row:row + pw] = 0
-            dst[row + pw:row + pw + w] = x[n, c, r]
-            dst[row + pw + w:row + wp] = 0
-        dst[(h + ph) * wp:] = 0
-
-
 class _Padded:
     """The padded planes of a batch, as each thread sees them, and how the work is split.
 
@@ -118,11 +133,12 @@ class _Padded:
     image at inference), the batch is padded once and the threads share out blocks of rows.
     """
 
-    def __init__(self, x, padding, kw, wp, oh):
+    def __init__(self, x, padding, kh, kw, wp, oh):
         n, c, h, _ = x.shape
         self.x, self.ph, self.pw = x, padding[0], padding[1]
         self.plane = (h + 2 * self.ph) * wp + kw - 1
-        rows = max(1, block_pixels // wp)
+        self.rows = rows = max(1, min(oh, cols_budget // (4 * c * kh * kw * wp)))
+        self.block = rows * wp
         spans = [(r0, min(oh, r0 + rows)) for r0 in range(0, oh, rows)]
         t = threads.get_num_threads()
         if n >= t:
@@ -130,7 +146,7 @@ class _Padded:
             self.parts = [[(i, r0, r1) for i in range(k, n, t) for r0, r1 in spans] for k in range(t)]
         else:
             self.whole = np.empty((n, c, self.plane), dtype=np.float32)
-            _pad_planes(x, self.ph, self.pw, kw - 1, self.whole)
+            _pad_planes(x, self.ph, self.pw, self.whole)
             blocks = [(i, r0, r1) for i in range(n) for r0, r1 in spans]
             t = min(t, len(blocks))
             self.parts = [blocks[k::t] for k in range(t)]
@@ -161,32 +177,21 @@ def _geometry(x_shape, w_shape, padding):
 def forward(x, w, padding, bias=None):
     """y (N, O, OH, OW) = conv2d(x (N, C, H, W), w (O, C, kh, kw), stride 1, ``padding``) + bias."""
     n, c, o, kh, kw, oh, ow, hp, wp = _geometry(x.shape, w.shape, padding)
-    padded = _Padded(x, padding, kw, wp, oh)
-    taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1))       # (kh, kw, O, C): one (O, C) matrix per tap
+    padded = _Padded(x, padding, kh, kw, wp, oh)
+    w2 = w.reshape(o, c * kh * kw)
     has_bias = bias is not None
     b = np.ascontiguousarray(bias) if has_bias else np.zeros(1, np.float32)
     y = np.empty((n, o, oh, ow), dtype=np.float32)
 
     def work(items):
         image = padded.reader()
-        acc = np.empty((o, block_pixels + wp), dtype=np.float32)
-        part = np.empty_like(acc)
+        cols = np.empty((c * kh * kw, padded.block), dtype=np.float32)
+        acc = np.empty((o, padded.block), dtype=np.float32)
         for i, r0, r1 in items:
-            xp = image(i)
             length = (r1 - r0) * wp
-            a, p = acc[:, :length], part[:, :length]
-            first = True
-            for u in range(kh):
-                for v in range(kw):
-                    start = (r0 + u) * wp + v
-                    view = xp[:, start:start + length]
-                    if first:
-                        np.matmul(taps[u, v], view, out=a)
-                        first = False
-                    else:
-                        np.matmul(taps[u, v], view, out=p)
-                        np.add(a, p, out=a)
-            _crop_rows(a, wp, r0, r1, ow, b, has_bias, y[i])
+            _block_columns(image(i), wp, kh, kw, r0, length, cols)
+            np.matmul(w2, cols[:, :length], out=acc[:, :length])
+            _crop_rows(acc[:, :length], wp, r0, r1, ow, b, has_bias, y[i])
 
     threads.run_parallel(work, padded.parts)
     return y
@@ -200,29 +205,27 @@ def backward_data(gy, w, padding):
 
 
 def backward_weight(x, gy, w_shape, padding):
-    """gw (O, C, kh, kw) = sum over images and wide pixels of gY_wide @ (shifted padded x)^T, per tap."""
+    """gw (O, C, kh, kw) = sum over blocks of gY_wide (O, block) @ cols^T (block, C*kh*kw)."""
     n, c, o, kh, kw, oh, ow, hp, wp = _geometry(x.shape, w_shape, padding)
-    padded = _Padded(x, padding, kw, wp, oh)
-    sums = [np.zeros((kh, kw, o, c), dtype=np.float32) for _ in padded.parts]
+    padded = _Padded(x, padding, kh, kw, wp, oh)
+    k = c * kh * kw
+    sums = [np.zeros((o, k), dtype=np.float32) for _ in padded.parts]
 
-    def work(k):
+    def work(t):
         image = padded.reader()
-        g = np.empty((o, block_pixels + wp), dtype=np.float32)
-        prod = np.empty((o, c), dtype=np.float32)
-        total = sums[k]
-        for i, r0, r1 in padded.parts[k]:
-            xp = image(i)
+        cols = np.empty((k, padded.block), dtype=np.float32)
+        g = np.empty((o, padded.block), dtype=np.float32)
+        prod = np.empty((o, k), dtype=np.float32)
+        total = sums[t]
+        for i, r0, r1 in padded.parts[t]:
             length = (r1 - r0) * wp
-            gw_ = g[:, :length]
-            _widen_rows(gy[i], r0, r1, wp, gw_)
-            for u in range(kh):
-                for v in range(kw):
-                    start = (r0 + u) * wp + v
-                    np.matmul(gw_, xp[:, start:start + length].T, out=prod)
-                    np.add(total[u, v], prod, out=total[u, v])
+            _block_columns(image(i), wp, kh, kw, r0, length, cols)
+            _widen_rows(gy[i], r0, r1, wp, g[:, :length])
+            np.matmul(g[:, :length], cols[:, :length].T, out=prod)
+            np.add(total, prod, out=total)
 
     threads.run_parallel(work, list(range(len(padded.parts))))
     total = sums[0]
-    for s in sums[1:]:
-        total += s
-    return np.ascontiguousarray(total.transpose(2, 3, 0, 1))
+    for part in sums[1:]:
+        total += part
+    return total.reshape(w_shape)
