@@ -9,8 +9,8 @@ lean in time and memory:
   rows is all column-building and no arithmetic.  Stride-1 layers on images of 1024+ pixels (VDSR's
   and EDSR's training patches, every whole image at inference) build their column matrix block by
   block in cache from shifted views of the padded image (:mod:`.shifted`).  Everything else is
-  im2col + one OpenBLAS sgemm per slice of the batch, oriented ``W (O, K) @ cols (K, M)`` so the long dimension M =
-  samples*pixels is the GEMM's N.
+  im2col + one OpenBLAS sgemm per slice of the batch, oriented ``W (O, K) @ cols (K, M)`` so the
+  long dimension M = samples*pixels is the GEMM's N.
 * **Bounded, reused buffers.**  The batch is cut into slices whose column matrix fits
   :attr:`NumbaConvImpl.col_budget` bytes; the buffers are allocated once and reused by every layer and
   every step (a fresh 60-340 MB array per call costs page faults and zeroing).  The column matrix is
@@ -75,10 +75,12 @@ class NumbaConvImpl:
     fuses_bias = True
     direct_max_out = 3
     # Bytes of column matrix per batch slice.  The column buffer and the GEMM's output slice are live
-    # beside the activations at the step's peak; 16 MB keeps each GEMM large enough for OpenBLAS
-    # (>= ~2,000 columns for VDSR's 576-row matrices) while cutting peak RSS of a training step by
-    # 11-16% against 48 MB (SRCNN batch 128: 148 -> 132 MB; VDSR: 199 -> 168 MB).
-    col_budget = 16 << 20
+    # beside the activations at the step's peak.  Since VDSR/EDSR's 576-row matrices moved to the
+    # blocked path (:mod:`.shifted`), the layers left here have short columns (SRCNN's 81, FSRCNN's
+    # 25-108 rows), and 2 MB still gives their GEMMs thousands of columns.  Measured on the 2-core
+    # machine, SRCNN's training step (batch 128): peak RSS 126 MiB at 16 MB, 105 at 4 MB, 101 at 2 MB;
+    # throughput 0.91x / 0.92x / 0.79-0.86x PyTorch's (runs vary by ~10%).
+    col_budget = 2 << 20
     # A batch of 1x1 convolutions runs image by image (no column matrix) when each image has at least this
     # many pixels: enough columns for the GEMM to be split over the threads.  Training patches are smaller
     # and keep the batched path, whose one large GEMM uses the cores better.
