@@ -173,7 +173,9 @@ def _timeit(step, sync, steps, warmup):
     return (time.perf_counter() - t0) / steps
 
 
-def bench_tinysr(name, steps, warmup):
+def tinysr_steps(name):
+    """``(train_step, infer_step, batch)`` for tinysr on the GPU: the model, an Adam optimiser and one
+    random batch already on the device (also used by ``gpu_profile.py``)."""
     import tinysr
     import tinysr.functional as F
     from tinysr import Tensor, backend, optim
@@ -195,7 +197,12 @@ def bench_tinysr(name, steps, warmup):
         with tinysr.no_grad():
             model(x)
 
-    n = in_shape[0]
+    return train_step, infer_step, in_shape[0]
+
+
+def bench_tinysr(name, steps, warmup):
+    from tinysr import backend
+    train_step, infer_step, n = tinysr_steps(name)
     t_train = _timeit(train_step, backend.synchronize, steps, warmup)
     t_infer = _timeit(infer_step, backend.synchronize, steps, warmup)
     return n / t_train, n / t_infer

@@ -31,23 +31,9 @@ def profile(name, steps, top):
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    import tinysr
-    import tinysr.functional as F
-    from tinysr import Tensor, backend, optim
-    cp = backend.cupy_module()
-    in_shape, out_shape = bench._shapes(name)
-    rng = np.random.default_rng(0)
-    x = Tensor(cp.asarray(rng.random(in_shape, dtype=np.float32)))
-    y = Tensor(cp.asarray(rng.random(out_shape, dtype=np.float32)))
-    model = bench.tinysr_model(name).to("cuda")
-    opt = optim.Adam(model.parameters(), lr=1e-4)
-
-    def step():
-        loss = F.mse_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
+    from tinysr import backend
+    step, _, _ = bench.tinysr_steps(name)
+    in_shape = bench._shapes(name)[0]
     for _ in range(3):
         step()
     backend.synchronize()

@@ -165,3 +165,12 @@ def test_every_model_family_trains_on_the_device(gpu, name):
     atol = 1e-5 if gpu.fake else 5e-5
     for k in p_cpu:
         np.testing.assert_allclose(p_gpu[k], p_cpu[k], rtol=1e-4, atol=atol, err_msg=k)
+
+
+def test_gpu_benchmark_tinysr_side_runs(gpu):
+    # benchmarks/gpu.py (and gpu_profile.py, which shares its steps) on device arrays: a refactor that
+    # breaks them shows here, not first on a lent GPU.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gpu as bench
+    train_per_s, infer_per_s = bench.bench_tinysr("srcnn", steps=1, warmup=0)
+    assert train_per_s > 0 and infer_per_s > 0

@@ -80,6 +80,12 @@ def test_numba_conv_impl_matches_numpy(monkeypatch, budget, per_image, n, c, h, 
     wt = rnd(rng, o, c, k, k)
     b = rnd(rng, o)
     st, pd = (s, s), (p, p)
+    _conv_maps_match(rng, x, wt, b, st, pd)
+
+
+def _conv_maps_match(rng, x, wt, b, st, pd):
+    """NumbaConvImpl's forward (with and without fused bias), backward_data, backward_weight and fused
+    backward against the NumPy twin, with a non-contiguous output gradient."""
     fast, ref = kconv.NumbaConvImpl, C.NumpyConvImpl
     y = fast.forward(x, wt, st, pd, bias=b)
     close(y, ref.forward(x, wt, st, pd) + b.reshape(1, -1, 1, 1))
@@ -118,17 +124,7 @@ def test_blocked_columns_conv_matches_numpy(monkeypatch, n, c, o, h, w, kh, kw, 
         b = rnd(rng, o)
         st, pd = (1, 1), (ph, pw)
         assert shifted.usable(x.shape, wt.shape, st, pd)
-        fast, ref = kconv.NumbaConvImpl, C.NumpyConvImpl
-        close(fast.forward(x, wt, st, pd, bias=b), ref.forward(x, wt, st, pd) + b.reshape(1, -1, 1, 1))
-        close(fast.forward(x, wt, st, pd), ref.forward(x, wt, st, pd))
-        gy = noncontig(rnd(rng, *ref.forward(x, wt, st, pd).shape), rng)
-        gx_ref, gw_ref = ref.backward_data(gy, wt, x.shape, st, pd), ref.backward_weight(x, gy, wt.shape, st, pd)
-        close(fast.backward_data(gy, wt, x.shape, st, pd), gx_ref)
-        close(fast.backward_weight(x, gy, wt.shape, st, pd), gw_ref, 5e-5)
-        gx, gw = fast.backward(x, wt, gy, st, pd)
-        close(gx, gx_ref)
-        close(gw, gw_ref, 5e-5)
-        assert fast.backward(x, wt, gy, st, pd, need_x=False)[0] is None
+        _conv_maps_match(rng, x, wt, b, st, pd)
     finally:
         threads.set_num_threads(before)
 
