@@ -21,7 +21,8 @@ view)``, kh*kw GEMMs with inner dimension C -- which is the "implicit GEMM" idea
 With plain OpenBLAS calls it was 11-15% slower than building each block's columns in cache: the thin
 GEMMs (inner dimension 64) run below the speed of one GEMM with inner dimension 576.  Measured on the
 2-core machine, one thread: EDSR-baseline's 64->64 layer on a 128x128 input 24.9 -> 21.3 ms, VDSR's on
-16 41x41 patches 39.6 -> 35.4 ms, SRCNN's 9x9 first layer on 268x268 15.0 -> 12.8 ms.
+16 41x41 patches 39.6 -> 35.4 ms; and SRCNN's 9x9 first layer on 268x268, against the batched im2col
+(its one input channel kept it off the earlier path), 15.0 -> 12.8 ms.
 
 The gradients use the same blocks: the input gradient is the stride-1 convolution of the output
 gradient with the flipped, transposed kernel (padding ``k-1-p``), and the weight gradient is the sum
