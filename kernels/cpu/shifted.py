@@ -138,7 +138,7 @@ class _Padded:
         n, c, h, _ = x.shape
         self.x, self.ph, self.pw = x, padding[0], padding[1]
         self.plane = (h + 2 * self.ph) * wp + kw - 1
-        self.rows = rows = max(1, min(oh, cols_budget // (4 * c * kh * kw * wp)))
+        rows = max(1, min(oh, cols_budget // (4 * c * kh * kw * wp)))
         self.block = rows * wp
         spans = [(r0, min(oh, r0 + rows)) for r0 in range(0, oh, rows)]
         t = threads.get_num_threads()
@@ -171,13 +171,13 @@ def _geometry(x_shape, w_shape, padding):
     n, c, h, w = x_shape
     o, _, kh, kw = w_shape
     ph, pw = padding
-    hp, wp = h + 2 * ph, w + 2 * pw
-    return n, c, o, kh, kw, hp - kh + 1, wp - kw + 1, hp, wp
+    wp = w + 2 * pw
+    return n, c, o, kh, kw, h + 2 * ph - kh + 1, wp - kw + 1, wp
 
 
 def forward(x, w, padding, bias=None):
     """y (N, O, OH, OW) = conv2d(x (N, C, H, W), w (O, C, kh, kw), stride 1, ``padding``) + bias."""
-    n, c, o, kh, kw, oh, ow, hp, wp = _geometry(x.shape, w.shape, padding)
+    n, c, o, kh, kw, oh, ow, wp = _geometry(x.shape, w.shape, padding)
     padded = _Padded(x, padding, kh, kw, wp, oh)
     w2 = w.reshape(o, c * kh * kw)
     has_bias = bias is not None
@@ -207,25 +207,25 @@ def backward_data(gy, w, padding):
 
 def backward_weight(x, gy, w_shape, padding):
     """gw (O, C, kh, kw) = sum over blocks of gY_wide (O, block) @ cols^T (block, C*kh*kw)."""
-    n, c, o, kh, kw, oh, ow, hp, wp = _geometry(x.shape, w_shape, padding)
+    n, c, o, kh, kw, oh, ow, wp = _geometry(x.shape, w_shape, padding)
     padded = _Padded(x, padding, kh, kw, wp, oh)
     k = c * kh * kw
     sums = [np.zeros((o, k), dtype=np.float32) for _ in padded.parts]
 
-    def work(t):
+    def work(job):
+        items, total = job
         image = padded.reader()
         cols = np.empty((k, padded.block), dtype=np.float32)
         g = np.empty((o, padded.block), dtype=np.float32)
         prod = np.empty((o, k), dtype=np.float32)
-        total = sums[t]
-        for i, r0, r1 in padded.parts[t]:
+        for i, r0, r1 in items:
             length = (r1 - r0) * wp
             _block_columns(image(i), wp, kh, kw, r0, length, cols)
             _widen_rows(gy[i], r0, r1, wp, g[:, :length])
             np.matmul(g[:, :length], cols[:, :length].T, out=prod)
             np.add(total, prod, out=total)
 
-    threads.run_parallel(work, list(range(len(padded.parts))))
+    threads.run_parallel(work, list(zip(padded.parts, sums)))
     total = sums[0]
     for part in sums[1:]:
         total += part
