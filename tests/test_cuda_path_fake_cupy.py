@@ -41,10 +41,11 @@ class _Device:
         # copies are counted.
         import cupyx
         no_sync = getattr(cupyx, "allow_synchronize", None)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*allow_synchronize will be removed")  # CuPy 14
-            guard = no_sync(False) if no_sync else contextlib.nullcontext()
-        with backend.count_transfers() as moved, guard:
+        with backend.count_transfers() as moved, contextlib.ExitStack() as guard:
+            if no_sync is not None:
+                with warnings.catch_warnings():  # CuPy 14 warns when the guard is entered
+                    warnings.filterwarnings("ignore", message=".*allow_synchronize will be removed")
+                    guard.enter_context(no_sync(False))
             yield
         assert moved["h2d"] == 0 and moved["d2h"] == 0, moved
 
