@@ -64,7 +64,6 @@ def gpu(request, monkeypatch):
     # No Numba CUDA kernels on a machine without a GPU: convolutions run the NumPy code on device arrays.
     monkeypatch.setattr(conv_mod, "_cuda_autoload", [True])
     monkeypatch.setitem(conv_mod._default, "cuda", None)
-    fake_cupy.crossings.update(h2d=0, d2h=0)
     yield _Device(fake_cupy, fake=True)
 
 
