@@ -19,7 +19,7 @@ PAPER = {"srcnn-x2": 36.34, "srcnn-x3": 32.39, "srcnn-x4": 30.09,
          "fsrcnn-x2": 37.00, "fsrcnn-x3": 33.06, "fsrcnn-x4": 30.71}
 # Shipped weights known to fall short of the paper: strict xfails, so that better weights make them fail
 # loudly (remove the entry then) and the shortfall is visible in every test report.
-_SHORT = "trained by tinysr (20k Adam steps on 2 CPU cores) stops short of the paper's {} dB (issue 5, still open)"
+_SHORT = "trained by tinysr (20k-100k Adam steps on 2 CPU cores) stops short of the paper's {} dB (issue 5, still open)"
 BELOW_PAPER = {n: f"{n} " + _SHORT.format(PAPER[n]) for n in PAPER if n != "srcnn-x3"}  # srcnn-x3 reaches it
 
 
