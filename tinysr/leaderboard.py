@@ -70,7 +70,7 @@ def machine():
     except OSError:                    # not Linux: the platform module's name is all there is
         names = []
     cpu = names[0] if names else (platform.processor() or platform.machine())
-    from kernels.cpu import threads
+    from tinysr_kernels.cpu import threads
     threads.configure()
     return (f"{cpu}, {os.cpu_count()} cores ({threads.get_num_threads()} used), "
             f"Python {platform.python_version()}, NumPy {np.__version__}")
