@@ -54,3 +54,19 @@ def test_paper_numbers_come_from_the_table_by_the_papers_row_names():
 def test_run_without_a_plan_says_how_to_make_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="make the plan first.*--budget-minutes"):
         leaderboard.run(tmp_path)
+
+
+def test_the_command_line_follows_a_given_plan_file_and_scores_the_named_sets(small_data, tmp_path, capsys):
+    train, test = small_data
+    p = leaderboard.plan(0.5, entries=ENTRIES[:1], data=[train], steps=1, log=lambda m: None)
+    p["entries"]["srcnn-x3"]["iterations"] = 2
+    plan_file = tmp_path / "elsewhere.json"
+    plan_file.write_text(json.dumps(p))
+    leaderboard.main(["run", "--out", str(tmp_path / "lb"), "--plan", str(plan_file), "--datasets", str(test)])
+    res = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert res["datasets"] == [str(test)] and res["rows"]["srcnn-x3"]["iterations"] == 2
+    assert list(res["rows"]["srcnn-x3"]["psnr_ssim"]) == [str(test)]
+    assert "used)" in res["machine"]
+    # the table's columns are the sets the run scored, without being told again
+    assert f"| {test} |" in leaderboard.format_table(res) and "B100" not in leaderboard.format_table(res)
+    assert "tiny SRCNN" in capsys.readouterr().out

@@ -259,6 +259,8 @@ def main(argv=None):
     p.add_argument("--out", default="runs/leaderboard")
     r = sub.add_parser("run", help="train and score every planned method (resumes)")
     r.add_argument("--out", default="runs/leaderboard")
+    r.add_argument("--plan", help="a plan file to follow instead of OUT/plan.json (e.g. the committed "
+                                  "lessons/results/leaderboard_plan.json, to repeat that run step for step)")
     r.add_argument("--only", nargs="*", help="e.g. srcnn-x3 fsrcnn-x4")
     r.add_argument("--datasets", nargs="+", default=list(TEST_SETS),
                    help="test sets to score on (default: Set5 Set14 B100; the deep HR-size networks take "
@@ -268,7 +270,8 @@ def main(argv=None):
     if args.cmd == "plan":
         plan(args.budget_minutes * 60, out=args.out)
     else:
-        res = run(args.out, only=args.only, datasets=args.datasets)
+        plan_data = json.loads(Path(args.plan).read_text()) if args.plan else None
+        res = run(args.out, plan_data=plan_data, only=args.only, datasets=args.datasets)
         print(format_table(res, args.paper))
 
 
