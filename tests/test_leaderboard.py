@@ -42,6 +42,12 @@ def test_run_trains_the_planned_steps_scores_and_skips_finished_methods(small_da
     assert sum("done before, skipped" in m for m in logs) == 2
     table = leaderboard.format_table(res, datasets=(str(test),))
     assert "tiny SRCNN" in table and "tiny FSRCNN" in table and "s of training per method" in table
+    # bicubic, the floor, is scored once per scale and shown as an untrained row
+    import tinysr
+    for s in (2, 3):
+        want = tinysr.evaluate("bicubic", str(test), scale=s)["psnr"]
+        assert res["bicubic"][f"x{s}"][str(test)][0] == pytest.approx(want, abs=1e-3)
+    assert table.count("Bicubic (no training)") == 2
 
 
 def test_paper_numbers_come_from_the_table_by_the_papers_row_names():

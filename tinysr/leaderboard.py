@@ -52,7 +52,8 @@ ENTRIES = [
 #: The papers' rows in ``paper_psnr.json`` for each registry name (None: no published row).
 PAPER_ROWS = {"srcnn": "SRCNN-915 (ECCV14, 91 images)", "fsrcnn": "FSRCNN (ECCV16 paper, PSNR only)",
               "vdsr": "VDSR", "drcn": "DRCN", "red30": "RED30", "drrn": "DRRN-B1U25", "srdensenet": "SRDenseNet",
-              "srresnet": "SRResNet (as listed in EDSR table)", "edsr_baseline": None, "mdsr": "MDSR"}
+              "srresnet": "SRResNet (as listed in EDSR table)", "edsr_baseline": None, "mdsr": "MDSR",
+              "bicubic": "Bicubic"}
 
 DATA = ["T91", "BSD200"]
 TEST_SETS = ("Set5", "Set14", "B100")
@@ -204,6 +205,27 @@ def run(out, *, plan_data=None, data=None, datasets=TEST_SETS, only=None, progre
                      "train_wall_seconds": time.time() - t, "checkpoint": str(r.checkpoint),
                      "protocol": rep["protocol"]}
         _write_json(res_path, results)
+    score_bicubic(results, datasets)
+    _write_json(res_path, results)
+    return results
+
+
+def score_bicubic(results, datasets=None):
+    """Add bicubic interpolation's scores, at every scale of ``results``, as ``results["bicubic"]``.
+
+    The floor every row should clear: a network that scores below it after its budget has not yet
+    learned to do better than its own input (VDSR-style networks) or than the interpolation it replaces.
+    Scores already there are kept; returns ``results``.
+    """
+    import tinysr
+    datasets = tuple(results.get("datasets", TEST_SETS)) if datasets is None else tuple(datasets)
+    floor = results.setdefault("bicubic", {})
+    for s in sorted({r["scale"] for r in results["rows"].values()}):
+        cell = floor.setdefault(f"x{s}", {})
+        for ds in datasets:
+            if ds not in cell:
+                rep = tinysr.evaluate("bicubic", ds, scale=s)
+                cell[ds] = [round(rep["psnr"], 3), round(rep["ssim"], 4)]
     return results
 
 
@@ -232,10 +254,16 @@ def format_table(results, paper_json=None, datasets=None):
     if paper:
         cols.append("paper (Set5)")
     lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    rows = sorted(results["rows"].values(), key=lambda r: (r["scale"], -r["psnr_ssim"][datasets[0]][0]))
+    rows = list(results["rows"].values())
+    for key, scores in results.get("bicubic", {}).items():
+        if all(d in scores for d in datasets):
+            rows.append({"label": "Bicubic (no training)", "name": "bicubic", "scale": int(key[1:]), "psnr_ssim": scores})
+    rows.sort(key=lambda r: (r["scale"], -r["psnr_ssim"][datasets[0]][0]))
     for r in rows:
-        cells = [r["label"], f"x{r['scale']}", f"{r['iterations']:,}", f"{r['parameters']:,}",
-                 f"{r['inference_s_per_megapixel']:.2f}"]
+        trained = r["name"] != "bicubic"
+        cells = [r["label"], f"x{r['scale']}", f"{r['iterations']:,}" if trained else "-",
+                 f"{r['parameters']:,}" if trained else "0",
+                 f"{r['inference_s_per_megapixel']:.2f}" if trained else "-"]
         cells += [f"{r['psnr_ssim'][d][0]:.2f} / {r['psnr_ssim'][d][1]:.4f}" for d in datasets]
         if paper:
             p = paper_numbers(paper, r["name"], "Set5", r["scale"])
