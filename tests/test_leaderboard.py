@@ -76,3 +76,22 @@ def test_the_command_line_follows_a_given_plan_file_and_scores_the_named_sets(sm
     # the table's columns are the sets the run scored, without being told again
     assert f"| {test} |" in leaderboard.format_table(res) and "B100" not in leaderboard.format_table(res)
     assert "tiny SRCNN" in capsys.readouterr().out
+
+
+def test_the_readme_shows_the_committed_leaderboard_run(paper_table, data_dir):
+    """lessons/results holds the run that README and lesson 10 show: every planned row trained for exactly its
+    planned steps, the bicubic floor as tinysr measures it, and the README table made from that file."""
+    from pathlib import Path
+
+    import tinysr
+    root = Path(__file__).resolve().parents[1]
+    res = json.loads((root / "lessons" / "results" / "leaderboard.json").read_text())
+    plan = json.loads((root / "lessons" / "results" / "leaderboard_plan.json").read_text())
+    assert res["rows"].keys() == plan["entries"].keys()
+    for key, row in res["rows"].items():
+        assert row["iterations"] == plan["entries"][key]["iterations"], key
+        assert set(row["psnr_ssim"]) == set(res["datasets"])
+    for scale in {r["scale"] for r in res["rows"].values()}:
+        want = tinysr.evaluate("bicubic", "Set5", scale=scale)
+        assert res["bicubic"][f"x{scale}"]["Set5"] == pytest.approx([want["psnr"], want["ssim"]], abs=1e-3)
+    assert leaderboard.format_table(res, paper_table) in (root / "README.md").read_text()

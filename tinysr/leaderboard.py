@@ -242,10 +242,12 @@ def paper_numbers(paper_json, name, dataset, scale):
 def format_table(results, paper_json=None, datasets=None):
     """The leaderboard as a Markdown table, best PSNR on the first test set first within each scale.
 
+    ``paper_json``: the path of ``paper_psnr.json`` or its contents, for a column of the papers' Set5 PSNR.
+
     ``datasets`` defaults to the test sets the run scored (``results["datasets"]``).
     """
     datasets = tuple(results.get("datasets", TEST_SETS)) if datasets is None else tuple(datasets)
-    paper = json.loads(Path(paper_json).read_text()) if paper_json else None
+    paper = paper_json if isinstance(paper_json, dict) or paper_json is None else json.loads(Path(paper_json).read_text())
     b = results["budget_seconds"]
     budget = f"{b / 60:.0f} min" if b >= 600 else f"{b / 60:.2g} min" if b >= 60 else f"{b:.2g} s"
     head = (f"Budget: {budget} of training per method on {results['machine']} "
