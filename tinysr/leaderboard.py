@@ -229,12 +229,17 @@ def score_bicubic(results, datasets=None):
     return results
 
 
+def _paper_table(paper_json):
+    # ``paper_psnr.json`` given as its path or as its already-loaded contents
+    return paper_json if isinstance(paper_json, dict) else json.loads(Path(paper_json).read_text())
+
+
 def paper_numbers(paper_json, name, dataset, scale):
     """The published ``(psnr, ssim)`` of ``name`` from ``paper_psnr.json`` (None when it has none)."""
     row = PAPER_ROWS.get(name)
     if row is None:
         return None
-    table = json.loads(Path(paper_json).read_text()) if not isinstance(paper_json, dict) else paper_json
+    table = _paper_table(paper_json)
     cell = table.get(row, {}).get(dataset, {}).get(f"x{scale}")
     return tuple(cell) if cell else None
 
@@ -247,7 +252,7 @@ def format_table(results, paper_json=None, datasets=None):
     ``datasets`` defaults to the test sets the run scored (``results["datasets"]``).
     """
     datasets = tuple(results.get("datasets", TEST_SETS)) if datasets is None else tuple(datasets)
-    paper = paper_json if isinstance(paper_json, dict) or paper_json is None else json.loads(Path(paper_json).read_text())
+    paper = _paper_table(paper_json) if paper_json is not None else None
     b = results["budget_seconds"]
     budget = f"{b / 60:.0f} min" if b >= 600 else f"{b / 60:.2g} min" if b >= 60 else f"{b:.2g} s"
     head = (f"Budget: {budget} of training per method on {results['machine']} "
