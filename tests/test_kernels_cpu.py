@@ -253,3 +253,27 @@ def test_threading_layer_choice_in_a_fresh_process(user_layer):
         import ctypes.util
         if ctypes.util.find_library("gomp"):
             assert layer == "omp"
+
+
+def test_openmp_layer_keeps_its_own_runtime_when_torch_was_imported_first():
+    # PyTorch puts its own libgomp (started with spinning idle workers) into the global symbol scope; Numba's
+    # OpenMP layer must still bind to the libgomp tinysr started with sleeping workers.  The dynamic linker
+    # says where each symbol went (LD_DEBUG=bindings, glibc).
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("torch")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("LD_DEBUG bindings are a glibc feature")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
+    env["LD_DEBUG"] = "bindings"
+    code = ("import torch, numpy as np, numba; import tinysr_kernels.cpu as K;"
+            "K.im2col(np.ones((4, 16, 64, 64), np.float32), 3, 3); print(numba.threading_layer())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    if out.stdout.split()[-1] != "omp":
+        pytest.skip("Numba's OpenMP layer is not available here")
+    bound = [line.split(" to ", 1)[1] for line in out.stderr.splitlines()
+             if "omppool" in line and "`GOMP_parallel'" in line and " to " in line]
+    assert bound, "no GOMP_parallel binding reported for Numba's OpenMP layer"
+    assert all("torch" not in b for b in bound), bound

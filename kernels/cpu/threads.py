@@ -16,6 +16,9 @@ So tinysr decides who owns the cores, once, before the first kernel runs:
   Its idle workers sleep (``OMP_WAIT_POLICY=PASSIVE``, see :func:`_launch_with_passive_openmp`).
   Measured on the 2-core machine with the same steps, it was 10-20% faster than workqueue, idle and
   beside a busy process (median FSRCNN step 78 vs 90 ms idle, 94 vs 110 ms beside one busy process).
+  When another library has already loaded its own libgomp (PyTorch imported first), Numba's layer is
+  loaded with ``RTLD_DEEPBIND`` so that it still gets a runtime whose workers sleep (see
+  :func:`_own_openmp_dlopen_flags`).
   (``NUMBA_THREADING_LAYER`` set by the user wins: a program that forks worker processes after
   tinysr has run a kernel should choose ``workqueue``, as GNU OpenMP is not fork-safe.)
 * NumPy's OpenBLAS runs single-threaded (it has no non-spinning mode that can be set after it is
@@ -27,6 +30,7 @@ thread count); :func:`info` says what is in effect.  ``TINYSR_BLAS_THREADS=keep`
 own threading alone.
 """
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -73,10 +77,42 @@ def _launch_with_passive_openmp():
         _launch_threads()
         return
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    flags = _own_openmp_dlopen_flags()
+    old_flags = sys.getdlopenflags()
+    if flags is not None:
+        sys.setdlopenflags(flags)
     try:
         _launch_threads()
     finally:
         del os.environ["OMP_WAIT_POLICY"]
+        sys.setdlopenflags(old_flags)
+
+
+def _openmp_already_loaded():
+    """Whether a GNU OpenMP runtime is already mapped into this process (Linux; False where unknown)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return any("libgomp" in line for line in f)
+    except OSError:
+        return False
+
+
+def _own_openmp_dlopen_flags():
+    """dlopen flags that give Numba's OpenMP layer a runtime of its own, or None when it gets one anyway.
+
+    PyTorch imported *before* tinysr puts its bundled libgomp into the process's global symbol scope,
+    initialised with the default wait policy (idle workers spin).  Numba's OpenMP layer, loaded later,
+    then binds its ``GOMP_*`` calls to that copy rather than to the system libgomp it was linked against
+    (``LD_DEBUG=bindings`` shows it), and the ``OMP_WAIT_POLICY`` set above comes too late.  Measured on
+    the 2-core machine: EDSR-baseline inference took 740-860 ms instead of 510-630 ms just because
+    ``import torch`` came first -- which is how ``benchmarks/cpu.py`` and many notebooks start.
+    ``RTLD_DEEPBIND`` makes the layer resolve symbols in its own dependencies first, so it gets the
+    system libgomp, loaded fresh and reading the passive policy, while PyTorch keeps its own.
+    """
+    deep = getattr(os, "RTLD_DEEPBIND", 0)
+    if not deep or not _openmp_already_loaded():
+        return None
+    return sys.getdlopenflags() | deep
 
 
 def _numpy_blas():
