@@ -165,9 +165,8 @@ class NumbaConvImpl:
         o, _, kh, kw = w.shape
         oh, ow = gy.shape[2], gy.shape[3]
         if cls._direct(o):
-            xp = _pad(x, ph, pw)
             gw = np.empty(w.shape, dtype=np.float32)
-            direct.backward_weight(xp, gy, sh, sw, gw)
+            direct.backward_weight(x, gy, sh, sw, ph, pw, gw)  # pads implicitly
             gx = None
             if need_x:
                 gx = cls._direct_data(gy, w, x.shape, sh, sw, ph, pw)
@@ -200,15 +199,25 @@ class NumbaConvImpl:
 
     @classmethod
     def _direct_data(cls, gy, w, x_shape, sh, sw, ph, pw):
+        """The direct kernel's input gradient, computed into a padded scratch buffer a few samples at a
+        time and cropped from there: never a padded gradient of the whole batch beside the cropped one."""
         n, c, h, wd = x_shape
         oh, ow = gy.shape[2], gy.shape[3]
         # The padded gradient must cover every tap position; its border is dropped afterwards.
         hp, wp = max(h + 2 * ph, (oh - 1) * sh + w.shape[2]), max(wd + 2 * pw, (ow - 1) * sw + w.shape[3])
-        gxp = np.empty((n, c, hp, wp), dtype=np.float32)
-        direct.backward_data(gy, w, sh, sw, gxp)
         if ph == 0 and pw == 0 and hp == h and wp == wd:
-            return gxp
-        return np.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + wd])
+            gx = np.empty((n, c, hp, wp), dtype=np.float32)
+            direct.backward_data(gy, w, sh, sw, gx)
+            return gx
+        gx = np.empty(x_shape, dtype=np.float32)
+        # Slices of at least 64 (sample, channel) planes keep both threads busy.
+        nb = int(min(n, max(1, -(-64 // c))))
+        scratch = _buffer("direct_gx", nb * c * hp * wp).reshape(nb, c, hp, wp)
+        for n0 in range(0, n, nb):
+            m = min(nb, n - n0)
+            direct.backward_data(gy[n0:n0 + m], w, sh, sw, scratch[:m])
+            gx[n0:n0 + m] = scratch[:m, :, ph:ph + h, pw:pw + wd]
+        return gx
 
     @classmethod
     def backward_data(cls, gy, w, x_shape, stride, padding):
