@@ -371,9 +371,19 @@ class Function:
     def save_for_backward(self, *arrays):
         self.saved = arrays
 
+    #: What a released Function keeps: the graph's bookkeeping, none of the arrays forward kept.
+    _KEEP_ON_RELEASE = frozenset({"inputs", "output_shapes", "output_dtypes", "needs_input_grad"})
+
     def release(self):
-        """Drop what was saved for backward (called once backward has run)."""
-        self.__dict__.pop("saved", None)
+        """Drop what was saved for backward (called once backward has run).
+
+        Everything forward kept on ``self`` goes (``save_for_backward``'s arrays and any attribute such as
+        ReLU's output or a convolution's input), not just ``saved``: backward keeps every Function of the
+        graph alive until it ends, so an op that kept its arrays would hold them to the end of backward --
+        SRCNN's training step then held all its activations at its peak, 69 MiB instead of 40.
+        """
+        for name in [k for k in self.__dict__ if k not in self._KEEP_ON_RELEASE]:
+            del self.__dict__[name]
         self.inputs = tuple(_Shell(x) for x in getattr(self, "inputs", ()))
         self.released = True
 
