@@ -63,7 +63,9 @@ def col2im_into(cols, n0, nb, kh, kw, sh, sw, ph, pw, oh, ow, out):
     """Overwrite samples n0..n0+nb of ``out`` (N, C, H, W) with the col2im of ``cols`` (C*kh*kw, nb*oh*ow).
 
     Each (sample, channel) plane is one task: every column that lands in it belongs to that channel,
-    so no two threads ever add into the same pixel.
+    so no two threads ever add into the same pixel.  The adds run over 1-D views indexed from 0: with
+    ``out[..., j + off]`` and an offset that may be negative, Numba keeps its wraparound test in the loop
+    and LLVM does not vectorise it (1.3-3x slower on FSRCNN's and SRCNN's shapes).
     """
     c_in, h, w = out.shape[1], out.shape[2], out.shape[3]
     plane = oh * ow
@@ -85,12 +87,15 @@ def col2im_into(cols, n0, nb, kh, kw, sh, sw, ph, pw, oh, ow, out):
                     if hi < 0 or hi >= h:
                         continue
                     o = base + i * ow
+                    src = cols[r, o + j0:o + j1]
                     if sw == 1:
-                        for j in range(j0, j1):
-                            out[n, c, hi, j + off] += cols[r, o + j]
+                        dst = out[n, c, hi, j0 + off:j1 + off]
+                        for k in range(j1 - j0):
+                            dst[k] += src[k]
                     else:
-                        for j in range(j0, j1):
-                            out[n, c, hi, j * sw + off] += cols[r, o + j]
+                        row = out[n, c, hi]
+                        for k in range(j1 - j0):
+                            row[(j0 + k) * sw + off] += src[k]
 
 
 @njit(parallel=True, cache=True)
