@@ -80,9 +80,10 @@ def backward_weight(x, gy, sh, sw, ph, pw, gw):
     """gw (O, C, kh, kw) = sum over samples and positions of gy * the matching window of ``x`` (N, C, H, W),
     zero-padded by (ph, pw) implicitly.
 
-    One task per weight: a long dot product over N*OH*OW values.  The inner loop runs over 1-D views indexed from 0 -- indexing ``x[..., j + v - pw]`` with an offset that
-    may be negative would keep Numba's negative-index wraparound test in the loop, and LLVM would not
-    vectorise it.  For stride 1 both views are contiguous slices.
+    One task per weight: a long dot product over N*OH*OW values.  The inner loop runs over 1-D views
+    indexed from 0 -- indexing ``x[..., j + v - pw]`` with an offset that may be negative would keep
+    Numba's negative-index wraparound test in the loop, and LLVM would not vectorise it.  For stride 1
+    both views are contiguous slices.
     """
     n_b, h, wd = x.shape[0], x.shape[2], x.shape[3]
     o_ch, c_in, kh, kw = gw.shape

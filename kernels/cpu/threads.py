@@ -18,7 +18,7 @@ So tinysr decides who owns the cores, once, before the first kernel runs:
   beside a busy process (median FSRCNN step 78 vs 90 ms idle, 94 vs 110 ms beside one busy process).
   When another library has already loaded its own libgomp (PyTorch imported first), Numba's layer is
   loaded with ``RTLD_DEEPBIND`` so that it still gets a runtime whose workers sleep (see
-  :func:`_own_openmp_dlopen_flags`).
+  :func:`_foreign_openmp_in_scope`).
   (``NUMBA_THREADING_LAYER`` set by the user wins: a program that forks worker processes after
   tinysr has run a kernel should choose ``workqueue``, as GNU OpenMP is not fork-safe.)
 * NumPy's OpenBLAS runs single-threaded (it has no non-spinning mode that can be set after it is
@@ -77,10 +77,9 @@ def _launch_with_passive_openmp():
         _launch_threads()
         return
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    flags = _own_openmp_dlopen_flags()
     old_flags = sys.getdlopenflags()
-    if flags is not None:
-        sys.setdlopenflags(flags)
+    if _foreign_openmp_in_scope():
+        sys.setdlopenflags(old_flags | os.RTLD_DEEPBIND)
     try:
         _launch_threads()
     finally:
@@ -88,17 +87,8 @@ def _launch_with_passive_openmp():
         sys.setdlopenflags(old_flags)
 
 
-def _openmp_already_loaded():
-    """Whether a GNU OpenMP runtime is already mapped into this process (Linux; False where unknown)."""
-    try:
-        with open("/proc/self/maps") as f:
-            return any("libgomp" in line for line in f)
-    except OSError:
-        return False
-
-
-def _own_openmp_dlopen_flags():
-    """dlopen flags that give Numba's OpenMP layer a runtime of its own, or None when it gets one anyway.
+def _foreign_openmp_in_scope():
+    """Whether Numba's OpenMP layer must be loaded with ``RTLD_DEEPBIND`` to get a runtime of its own.
 
     PyTorch imported *before* tinysr puts its bundled libgomp into the process's global symbol scope,
     initialised with the default wait policy (idle workers spin).  Numba's OpenMP layer, loaded later,
@@ -108,11 +98,15 @@ def _own_openmp_dlopen_flags():
     ``import torch`` came first -- which is how ``benchmarks/cpu.py`` and many notebooks start.
     ``RTLD_DEEPBIND`` makes the layer resolve symbols in its own dependencies first, so it gets the
     system libgomp, loaded fresh and reading the passive policy, while PyTorch keeps its own.
+    True when a libgomp is already mapped (Linux) and the platform has ``RTLD_DEEPBIND``.
     """
-    deep = getattr(os, "RTLD_DEEPBIND", 0)
-    if not deep or not _openmp_already_loaded():
-        return None
-    return sys.getdlopenflags() | deep
+    if not hasattr(os, "RTLD_DEEPBIND"):
+        return False
+    try:
+        with open("/proc/self/maps") as f:
+            return any("libgomp" in line for line in f)
+    except OSError:
+        return False
 
 
 def _numpy_blas():
