@@ -83,6 +83,27 @@ def test_numba_conv_impl_matches_numpy(monkeypatch, budget, per_image, n, c, h, 
     _conv_maps_match(rng, x, wt, b, st, pd)
 
 
+DIRECT_ROW_CASES = [  # (n, c, h, w, o, k, s, p): output channels <= direct_max_out, odd sizes
+    (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]) for c in _conv_cases() if c[4] <= 3]
+
+
+@pytest.mark.parametrize("row_block", [1, 3, 2048])
+@pytest.mark.parametrize("n, c, h, w, o, k, s, p", DIRECT_ROW_CASES[::3])
+def test_direct_forward_by_row_blocks_matches_numpy(monkeypatch, row_block, n, c, h, w, o, k, s, p):
+    """The direct kernel's row-block path (large inference planes) on small cases, forced by setting the
+    plane-size threshold to 0; blocks of 1 and 3 rows leave a partial last block for every odd height."""
+    from tinysr_kernels.cpu import direct
+    monkeypatch.setattr(direct, "rows_min_pixels", 0)
+    monkeypatch.setattr(direct, "row_block_floats", row_block * ((w + 2 * p - k) // s + 1))
+    assert o <= kconv.NumbaConvImpl.direct_max_out
+    rng = np.random.default_rng(n + c + h + o + k + s + p)
+    x = noncontig(rnd(rng, n, c, h, w), rng)
+    wt, b = rnd(rng, o, c, k, k), rnd(rng, o)
+    ref = C.NumpyConvImpl.forward(x, wt, (s, s), (p, p))
+    close(kconv.NumbaConvImpl.forward(x, wt, (s, s), (p, p), bias=b), ref + b.reshape(1, -1, 1, 1))
+    close(kconv.NumbaConvImpl.forward(x, wt, (s, s), (p, p)), ref)
+
+
 def _conv_maps_match(rng, x, wt, b, st, pd):
     """NumbaConvImpl's forward (with and without fused bias), backward_data, backward_weight and fused
     backward against the NumPy twin, with a non-contiguous output gradient."""

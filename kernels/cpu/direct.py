@@ -21,9 +21,27 @@ from numba import njit, prange
 from .im2col import _valid_range
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+# Output planes larger than this (in pixels) go through :func:`_forward_rows`.  A 21x21 training patch
+# fits L1 whole; a 256x256 inference plane (256 KiB) does not, and with one sample and one output
+# channel the per-plane kernel would also run on a single thread.
+rows_min_pixels = 4096
+row_block_floats = 2048     # output floats per row block of _forward_rows: 8 KiB, well inside L1
+
+
 def forward(xp, w, bias, has_bias, sh, sw, y):
-    """y (N, O, OH, OW) = conv(xp, w) + bias, with ``xp`` the padded input (N, C, Hp, Wp)."""
+    """y (N, O, OH, OW) = conv(xp, w) + bias, with ``xp`` the padded input (N, C, Hp, Wp).
+
+    Small planes: one task per (sample, output channel).  Large planes: one task per block of rows."""
+    oh, ow = y.shape[2], y.shape[3]
+    if oh * ow > rows_min_pixels:
+        _forward_rows(xp, w, bias, has_bias, sh, sw, max(1, min(oh, row_block_floats // ow)), y)
+    else:
+        _forward_planes(xp, w, bias, has_bias, sh, sw, y)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _forward_planes(xp, w, bias, has_bias, sh, sw, y):
+    """One task per output plane, kept in L1 while all C*kh*kw taps sweep it (small training patches)."""
     n_b, c_in = xp.shape[0], xp.shape[1]
     o_ch, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     oh, ow = y.shape[2], y.shape[3]
@@ -46,6 +64,43 @@ def forward(xp, w, bias, has_bias, sh, sw, y):
                         else:
                             for j in range(ow):
                                 y[n, o, i, j] += wv * xp[n, c, r, j * sw + v]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _forward_rows(xp, w, bias, has_bias, sh, sw, rb, y):
+    """One task per block of ``rb`` output rows of one plane, so a single large image keeps both threads
+    busy and the block stays in L1 while the C*kh*kw taps are added into it.  Each tap sweeps one row
+    through 0-indexed row views: ``y[n, o, i, j]`` with ``i`` starting at a computed block offset would
+    keep Numba's negative-index test in the inner loop and stop it vectorising."""
+    n_b, c_in = xp.shape[0], xp.shape[1]
+    o_ch, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = y.shape[2], y.shape[3]
+    n_blk = (oh + rb - 1) // rb
+    for t in prange(n_b * o_ch * n_blk):
+        blk = t % n_blk
+        n = t // (o_ch * n_blk)
+        o = (t // n_blk) % o_ch
+        i0 = blk * rb
+        i1 = min(oh, i0 + rb)
+        b = bias[o] if has_bias else 0.0
+        for i in range(i0, i1):
+            yr = y[n, o, i]
+            for j in range(ow):
+                yr[j] = b
+        for c in range(c_in):
+            for u in range(kh):
+                for i in range(i0, i1):
+                    yr = y[n, o, i]
+                    xr = xp[n, c, i * sh + u]
+                    for v in range(kw):
+                        wv = w[o, c, u, v]
+                        if sw == 1:
+                            src = xr[v:v + ow]
+                            for j in range(ow):
+                                yr[j] += wv * src[j]
+                        else:
+                            for j in range(ow):
+                                yr[j] += wv * xr[j * sw + v]
 
 
 @njit(parallel=True, fastmath=True, cache=True)
