@@ -15,7 +15,10 @@ lean in time and memory:
   :attr:`NumbaConvImpl.col_budget` bytes; the buffers are allocated once and reused by every layer and
   every step (a fresh 60-340 MB array per call costs page faults and zeroing).  The column matrix is
   never kept for backward: ``backward`` recomputes it, one slice at a time.
-* **No spinning thread pools.**  GEMMs go through :func:`.threads.gemm` (see :mod:`.threads`).
+* **No spinning thread pools, few wake-ups.**  With at least as many samples as threads, each thread
+  takes a share of the batch and runs the whole im2col -> GEMM -> layout move of its slices with
+  single-threaded kernels and BLAS (:func:`_shares`): one synchronisation per layer instead of three
+  per slice.  Otherwise the kernels run in parallel and GEMMs go through :func:`.threads.gemm`.
 * **Fused layout moves.**  The GEMM result (O, M) is transposed back to NCHW by a Numba kernel that
   also adds the bias; ``backward`` gathers the output gradient once per slice and uses it for both
   the weight gradient and the input gradient.
@@ -32,7 +35,7 @@ from tinysr.functional.conv import NumpyConvImpl, conv_output_size
 from . import direct, shifted
 from .im2col import add_bias_rows, cm_to_nchw_bias, col2im_into, im2col_into, nchw_to_cm
 from .pointwise import bias_grad
-from .threads import gemm
+from .threads import gemm, get_num_threads, run_parallel
 
 _buffers = {}
 
@@ -50,6 +53,28 @@ def _buffer(name, size):
 def release_buffers():
     """Free the scratch buffers (they are re-created, at the size needed, on the next convolution)."""
     _buffers.clear()
+
+
+def _shares(n, nb):
+    """The batch cut into one contiguous share per thread, each share into slices of at most ``nb``
+    samples: a list (per thread) of (n0, m) slices, or None with fewer samples than threads.
+
+    Each thread then runs its own im2col -> GEMM -> layout move on its slices, one after the other,
+    with single-threaded kernels and BLAS, and the only synchronisation is at the end of the layer.
+    On this 2-core VM waking a sleeping worker costs 30-130 us; the former scheme (each of the three
+    steps of every slice parallel on its own) paid that about ten times per layer: FSRCNN's training
+    step spent about a fifth of its time there.
+    """
+    t = get_num_threads()
+    if t <= 1 or n < t:
+        return None
+    shares = []
+    for i in range(t):
+        a, b = n * i // t, n * (i + 1) // t
+        per = -(-(b - a) // nb)                     # slices in this share, of equal size
+        cuts = [a + (b - a) * j // per for j in range(per + 1)]
+        shares.append([(cuts[j], cuts[j + 1] - cuts[j]) for j in range(per)])
+    return shares
 
 
 def _fast(*arrays):
@@ -133,19 +158,32 @@ class NumbaConvImpl:
                 if pointwise:
                     cols = x3[i]                      # a 1x1 convolution's columns are the image itself
                 else:
-                    cols = _buffer("cols", k * p).reshape(k, p)
+                    cols = _buffer(("cols", 0), k * p).reshape(k, p)
                     im2col_into(x, i, 1, kh, kw, sh, sw, ph, pw, oh, ow, cols)
                 gemm(w2, cols, y[i])
                 if has_bias:
                     add_bias_rows(y[i], b)
             return y.reshape(n, o, oh, ow)
-        for n0 in range(0, n, nb):
-            m = min(nb, n - n0)
-            cols = _buffer("cols", k * m * p).reshape(k, m * p)
-            im2col_into(x, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, cols)
-            y2 = _buffer("out", o * m * p).reshape(o, m * p)
-            gemm(w2, cols, y2)
-            cm_to_nchw_bias(y2, n0, m, b, has_bias, y)
+        parts = _shares(n, nb)
+        if parts is None:  # fewer samples than threads: each kernel and the GEMM use all threads
+            for n0 in range(0, n, nb):
+                m = min(nb, n - n0)
+                cols = _buffer(("cols", 0), k * m * p).reshape(k, m * p)
+                im2col_into(x, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, cols)
+                y2 = _buffer(("out", 0), o * m * p).reshape(o, m * p)
+                gemm(w2, cols, y2)
+                cm_to_nchw_bias(y2, n0, m, b, has_bias, y)
+            return y.reshape(n, o, oh, ow)
+
+        def work(job):
+            t, items = job
+            for n0, m in items:
+                cols = _buffer(("cols", t), k * m * p).reshape(k, m * p)
+                im2col_into(x, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, cols)
+                y2 = _buffer(("out", t), o * m * p).reshape(o, m * p)
+                np.matmul(w2, cols, out=y2)
+                cm_to_nchw_bias(y2, n0, m, b, has_bias, y)
+        run_parallel(work, enumerate(parts))
         return y.reshape(n, o, oh, ow)
 
     # ------------------------------------------------------------------ backward
@@ -178,23 +216,36 @@ class NumbaConvImpl:
         nb = cls._slice(n, k, p)
         w2 = w.reshape(o, k)
         g3 = gy.reshape(n, o, p)
-        gw = np.zeros((o, k), dtype=np.float32)
-        part = np.empty((o, k), dtype=np.float32) if nb < n else None
         gx = np.empty(x.shape, dtype=np.float32) if need_x else None
-        for n0 in range(0, n, nb):
-            m = min(nb, n - n0)
-            gyc = _buffer("out", o * m * p).reshape(o, m * p)
-            nchw_to_cm(g3, n0, m, gyc)
-            cols = _buffer("cols", k * m * p).reshape(k, m * p)
-            im2col_into(x, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, cols)
-            if part is None:
-                gemm(cols, gyc.T, gw.T)
-            else:
-                gemm(cols, gyc.T, part.T)
-                gw += part
-            if need_x:
-                gemm(w2.T, gyc, cols)
-                col2im_into(cols, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, gx)
+        parts = _shares(n, nb)
+        serial = parts is None
+        if serial:  # fewer samples than threads: one share, each kernel and GEMM on all threads
+            parts = [[(n0, min(nb, n - n0)) for n0 in range(0, n, nb)]]
+        mm = gemm if serial else np.matmul
+        sums = [np.zeros((o, k), dtype=np.float32) for _ in parts]
+
+        def work(job):
+            t, items = job
+            gw_t = sums[t]
+            part = np.empty((o, k), dtype=np.float32) if len(items) > 1 else gw_t
+            for n0, m in items:
+                gyc = _buffer(("out", t), o * m * p).reshape(o, m * p)
+                nchw_to_cm(g3, n0, m, gyc)
+                cols = _buffer(("cols", t), k * m * p).reshape(k, m * p)
+                im2col_into(x, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, cols)
+                mm(cols, gyc.T, part.T)
+                if part is not gw_t:
+                    gw_t += part
+                if need_x:
+                    mm(w2.T, gyc, cols)
+                    col2im_into(cols, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, gx)
+        if serial:
+            work((0, parts[0]))
+        else:
+            run_parallel(work, enumerate(parts))
+        gw = sums[0]
+        for other in sums[1:]:
+            gw += other
         return gx, gw.reshape(w.shape)
 
     @classmethod
@@ -237,13 +288,24 @@ class NumbaConvImpl:
         w2t = w.reshape(o, k).T
         g3 = gy.reshape(n, o, p)
         gx = np.empty(x_shape, dtype=np.float32)
-        for n0 in range(0, n, nb):
-            m = min(nb, n - n0)
-            gyc = _buffer("out", o * m * p).reshape(o, m * p)
-            nchw_to_cm(g3, n0, m, gyc)
-            cols = _buffer("cols", k * m * p).reshape(k, m * p)
-            gemm(w2t, gyc, cols)
-            col2im_into(cols, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, gx)
+        parts = _shares(n, nb)
+        serial = parts is None
+        if serial:
+            parts = [[(n0, min(nb, n - n0)) for n0 in range(0, n, nb)]]
+        mm = gemm if serial else np.matmul
+
+        def work(job):
+            t, items = job
+            for n0, m in items:
+                gyc = _buffer(("out", t), o * m * p).reshape(o, m * p)
+                nchw_to_cm(g3, n0, m, gyc)
+                cols = _buffer(("cols", t), k * m * p).reshape(k, m * p)
+                mm(w2t, gyc, cols)
+                col2im_into(cols, n0, m, kh, kw, sh, sw, ph, pw, oh, ow, gx)
+        if serial:
+            work((0, parts[0]))
+        else:
+            run_parallel(work, enumerate(parts))
         return gx
 
     @classmethod

@@ -141,7 +141,9 @@ def run_parallel(fn, args):
     """Call ``fn(arg)`` for every ``arg``: the first in this thread, the others on tinysr's thread pool.
 
     For work that releases the GIL (BLAS calls, ``nogil`` Numba kernels, NumPy ufuncs on large
-    arrays); pass at most :func:`get_num_threads` arguments.  Exceptions propagate.
+    arrays); pass at most :func:`get_num_threads` arguments.  Exceptions propagate.  The parallelism is
+    here, so a parallel Numba kernel called inside ``fn`` runs on the calling thread alone (Numba's
+    thread count is per thread; it is set to 1 for the call and restored after).
     """
     args = list(args)
     if len(args) <= 1:
@@ -151,10 +153,21 @@ def run_parallel(fn, args):
     global _pool
     if _pool is None or _pool._max_workers < len(args) - 1:
         _pool = ThreadPoolExecutor(max_workers=len(args) - 1, thread_name_prefix="tinysr-gemm")
-    futures = [_pool.submit(fn, a) for a in args[1:]]
-    fn(args[0])
+    futures = [_pool.submit(_alone, fn, a) for a in args[1:]]
+    _alone(fn, args[0])
     for f in futures:
         f.result()
+
+
+def _alone(fn, arg):
+    """``fn(arg)`` with Numba's parallel kernels confined to this thread."""
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        fn(arg)
+    finally:
+        numba.set_num_threads(before)
 
 
 def _blas_controller():
