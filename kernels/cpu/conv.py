@@ -35,7 +35,7 @@ from tinysr.functional.conv import NumpyConvImpl, conv_output_size
 from . import direct, shifted
 from .im2col import add_bias_rows, cm_to_nchw_bias, col2im_into, im2col_into, nchw_to_cm
 from .pointwise import bias_grad
-from .threads import gemm, get_num_threads, run_parallel
+from .threads import gemm, get_num_threads, parallel_kernels_nest, run_parallel
 
 _buffers = {}
 
@@ -60,13 +60,14 @@ def _shares(n, nb):
     samples: a list (per thread) of (n0, m) slices, or None with fewer samples than threads.
 
     Each thread then runs its own im2col -> GEMM -> layout move on its slices, one after the other,
-    with single-threaded kernels and BLAS, and the only synchronisation is at the end of the layer.
+    with single-threaded kernels and BLAS, and the only synchronisation is at the end of the layer
+    (not on Numba's workqueue layer, which cannot launch kernels from two threads at once).
     On this 2-core VM waking a sleeping worker costs 30-130 us; the former scheme (each of the three
     steps of every slice parallel on its own) paid that about ten times per layer: FSRCNN's training
     step spent about a fifth of its time there.
     """
     t = get_num_threads()
-    if t <= 1 or n < t:
+    if t <= 1 or n < t or not parallel_kernels_nest():
         return None
     shares = []
     for i in range(t):

@@ -159,6 +159,23 @@ def run_parallel(fn, args):
         f.result()
 
 
+def parallel_kernels_nest():
+    """Whether parallel Numba kernels may be called from :func:`run_parallel`'s threads at the same time.
+
+    True on the OpenMP and TBB layers; Numba's "workqueue" layer aborts the process on concurrent launches
+    (even with one thread each), so callers keep such kernels out of ``run_parallel`` there.
+    """
+    global _nests
+    if _nests is None:
+        import numba
+        configure()
+        _nests = numba.threading_layer() in ("omp", "tbb")
+    return _nests
+
+
+_nests = None
+
+
 def _alone(fn, arg):
     """``fn(arg)`` with Numba's parallel kernels confined to this thread."""
     import numba
