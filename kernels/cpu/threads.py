@@ -25,6 +25,11 @@ So tinysr decides who owns the cores, once, before the first kernel runs:
   loaded), and :func:`gemm` spreads one large GEMM over :func:`get_num_threads` Python threads by
   splitting the output's columns -- NumPy releases the GIL inside BLAS, and idle Python threads block.
 
+* Waking a sleeping worker is not free: 30-130 us on the 2-core VM, as much as a small kernel.  Work made
+  of many small steps (the batched im2col path of FSRCNN's and SRCNN's training patches) therefore goes
+  to :func:`run_parallel` in one share per thread, and the parallel kernels inside each share run on that
+  thread alone (Numba's thread count is per thread).
+
 :func:`set_num_threads` sets both (what the benchmark uses to run tinysr and PyTorch on the same
 thread count); :func:`info` says what is in effect.  ``TINYSR_BLAS_THREADS=keep`` leaves OpenBLAS's
 own threading alone.
