@@ -264,12 +264,13 @@ def test_threading_layer_choice_in_a_fresh_process(user_layer):
         env["NUMBA_THREADING_LAYER"] = user_layer
     # A batched convolution with a sample per thread: on OpenMP each thread runs its share with parallel kernels
     # confined to it; workqueue aborts the process on concurrent launches, so there the kernels must stay serial.
+    # The convolution comes first: it must also work before any other parallel kernel has started the layer.
     code = ("import os, numpy as np, numba; import tinysr_kernels.cpu as K;"
-            "K.im2col(np.ones((2, 3, 8, 8), np.float32), 3, 3);"
             "x, w = np.ones((4, 5, 9, 9), np.float32), np.ones((6, 5, 3, 3), np.float32);"
             "y = K.conv.NumbaConvImpl.forward(x, w, (1, 1), (1, 1));"
             "gx, gw = K.conv.NumbaConvImpl.backward(x, w, y, (1, 1), (1, 1));"
             "assert float(y[0, 0, 4, 4]) == 45.0 and np.isfinite(gx).all() and np.isfinite(gw).all();"
+            "K.im2col(np.ones((2, 3, 8, 8), np.float32), 3, 3);"
             "print(numba.threading_layer(), 'OMP_WAIT_POLICY' in os.environ)")
     env["NUMBA_NUM_THREADS"] = "2"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

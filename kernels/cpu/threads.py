@@ -43,6 +43,7 @@ import numpy as np
 _configured = False
 _threads = os.cpu_count() or 1
 _pool = None
+_nests = None      # see parallel_kernels_nest
 
 
 def configure():
@@ -174,11 +175,9 @@ def parallel_kernels_nest():
     if _nests is None:
         import numba
         configure()
+        numba.get_num_threads()      # starts the layer if no parallel kernel has run yet (a user-chosen one)
         _nests = numba.threading_layer() in ("omp", "tbb")
     return _nests
-
-
-_nests = None
 
 
 def _alone(fn, arg):
