@@ -306,3 +306,20 @@ def test_openmp_layer_keeps_its_own_runtime_when_torch_was_imported_first():
              if "omppool" in line and "`GOMP_parallel'" in line and " to " in line]
     assert bound, "no GOMP_parallel binding reported for Numba's OpenMP layer"
     assert all("torch" not in b for b in bound), bound
+
+
+def test_run_parallel_tasks_see_the_callers_numpy_error_state():
+    """np.errstate lives in a context variable; pool threads must run in the caller's context, or a
+    diverging step that the training CLI silences prints "invalid value encountered in matmul"."""
+    import warnings
+
+    def nan_from_inf(_):
+        a = np.full(4, np.inf, np.float32)
+        return a - a
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(invalid="ignore"):
+            K.threads.run_parallel(nan_from_inf, range(3))
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        K.threads.run_parallel(nan_from_inf, [0, 1])

@@ -34,6 +34,7 @@ So tinysr decides who owns the cores, once, before the first kernel runs:
 thread count); :func:`info` says what is in effect.  ``TINYSR_BLAS_THREADS=keep`` leaves OpenBLAS's
 own threading alone.
 """
+import contextvars
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -147,7 +148,8 @@ def run_parallel(fn, args):
     """Call ``fn(arg)`` for every ``arg``: the first in this thread, the others on tinysr's thread pool.
 
     For work that releases the GIL (BLAS calls, ``nogil`` Numba kernels, NumPy ufuncs on large
-    arrays); pass at most :func:`get_num_threads` arguments.  Exceptions propagate.  The parallelism is
+    arrays); pass at most :func:`get_num_threads` arguments.  Exceptions propagate, and every call sees
+    the caller's context variables (``np.errstate`` among them).  The parallelism is
     here, so a parallel Numba kernel called inside ``fn`` runs on the calling thread alone (Numba's
     thread count is per thread; it is set to 1 for the call and restored after).
     """
@@ -159,7 +161,10 @@ def run_parallel(fn, args):
     global _pool
     if _pool is None or _pool._max_workers < len(args) - 1:
         _pool = ThreadPoolExecutor(max_workers=len(args) - 1, thread_name_prefix="tinysr-gemm")
-    futures = [_pool.submit(_alone, fn, a) for a in args[1:]]
+    # Each task runs in a copy of the caller's context: NumPy keeps ``np.errstate`` in a context
+    # variable, and a pool thread's own (empty) context would warn about the very overflow the caller
+    # chose to ignore (a diverging training step then printed "invalid value encountered in matmul").
+    futures = [_pool.submit(contextvars.copy_context().run, _alone, fn, a) for a in args[1:]]
     _alone(fn, args[0])
     for f in futures:
         f.result()
