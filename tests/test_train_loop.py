@@ -104,6 +104,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert meta["step"] == 5 and meta["seed"] == 0 and "tinysr_version" in meta
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # the error says it all; no overflow warnings before it
 def test_exploding_loss_is_caught(tmp_path):
     model, sample, opt = _toy(lr=50.0)  # far too large: the loss blows up within a few steps
     tr = Trainer(model, sample, opt, out_dir=tmp_path, checkpoint_every=1, progress=False, explode_factor=100)

@@ -104,13 +104,16 @@ class Trainer:
     def train_step(self):
         x, y = self.sample(self.rng)
         x, y = Tensor(to_device(x, self.device)), Tensor(to_device(y, self.device))
-        if getattr(self.loss_fn, "needs_model", False):
-            # a loss on more than the output (DRCN's recursive supervision sees every recursion's
-            # prediction); it may depend on the step, which the checkpoint holds, so resume stays exact
-            loss = self.loss_fn(self.model, x, y, self.step)
-        else:
-            loss = self.loss_fn(self.model(x), y)
-        value = loss.item()
+        # A diverging forward pass overflows; NumPy's RuntimeWarnings would only bury the sentence below,
+        # which stops the run before the bad step is applied and says what to do.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if getattr(self.loss_fn, "needs_model", False):
+                # a loss on more than the output (DRCN's recursive supervision sees every recursion's
+                # prediction); it may depend on the step, which the checkpoint holds, so resume stays exact
+                loss = self.loss_fn(self.model, x, y, self.step)
+            else:
+                loss = self.loss_fn(self.model(x), y)
+            value = loss.item()
         if not math.isfinite(value) or self._exploding(value):
             raise TrainingDiverged(
                 f"the training loss became {value:.4g} at step {self.step + 1}; stopped before applying it. "
