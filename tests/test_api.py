@@ -439,3 +439,11 @@ def test_multi_scale_training_one_vdsr_and_one_mdsr_for_several_scales(small_dat
     # a network that upsamples by a fixed factor cannot, and says why
     with pytest.raises(ValueError, match="cannot train on several scales"):
         tinysr.train("fsrcnn", scale=(2, 3), out_dir=tmp_path / "f", **kw)
+
+
+def test_evaluate_can_show_a_progress_bar_over_the_images(small_data, capsys):
+    _, test = small_data
+    quiet = tinysr.evaluate("fsrcnn-x3", str(test), scale=3)
+    assert "image" not in capsys.readouterr().err
+    shown = tinysr.evaluate("fsrcnn-x3", str(test), scale=3, progress=True)
+    assert "test x3" in capsys.readouterr().err and shown["psnr"] == quiet["psnr"]

@@ -138,6 +138,20 @@ def test_upscale_and_evaluate_on_cuda_match_cpu(gpu, small_data):
     assert abs(e_gpu["psnr"] - e_cpu["psnr"]) < 0.01
 
 
+def test_the_leaderboard_trains_the_cpu_plans_steps_on_the_device(gpu, small_data, tmp_path):
+    from tinysr import leaderboard
+    train, test = small_data
+    plan = {"budget_seconds": 1.0, "machine": "m", "date": "d", "data": [str(train)], "recipe": "fast",
+            "entries": {"fsrcnn-x3": {"label": "tiny FSRCNN", "name": "fsrcnn", "scale": 3, "iterations": 3,
+                                      "seconds_per_step": 0.3, "model_kwargs": {"d": 8, "s": 4, "m": 1}}}}
+    kw = dict(plan_data=plan, datasets=(str(test),), progress=False, log=lambda m: None)
+    on_gpu = leaderboard.run(tmp_path / "gpu", device="cuda", **kw)["rows"]["fsrcnn-x3"]
+    on_cpu = leaderboard.run(tmp_path / "cpu", **kw)["rows"]["fsrcnn-x3"]
+    assert on_gpu["device"] == "cuda" and on_cpu["device"] == "cpu" and on_gpu["iterations"] == 3
+    assert on_gpu["psnr_ssim"][str(test)] == pytest.approx(on_cpu["psnr_ssim"][str(test)], abs=0.01)
+    assert on_gpu["inference_s_per_megapixel"] > 0          # timed on the CPU after training on the device
+
+
 @pytest.mark.parametrize("name", ["srcnn", "fsrcnn", "vdsr", "drcn", "red30", "drrn", "srdensenet", "srresnet",
                                   "edsr_baseline", "edsr", "mdsr", "srgan_discriminator"])
 def test_every_model_family_trains_on_the_device(gpu, name):

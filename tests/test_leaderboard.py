@@ -50,6 +50,53 @@ def test_run_trains_the_planned_steps_scores_and_skips_finished_methods(small_da
     assert table.count("Bicubic (no training)") == 2
 
 
+def test_a_finished_run_is_scored_on_more_sets_from_its_checkpoints_without_training_again(small_data, tmp_path):
+    import tinysr
+    train, test = small_data
+    p = leaderboard.plan(0.5, entries=ENTRIES[:1], data=[train], steps=1, log=lambda m: None)
+    p["entries"]["srcnn-x3"]["iterations"] = 3
+    first = leaderboard.run(tmp_path, plan_data=p, datasets=(str(test),), progress=False, log=lambda m: None)
+    before = first["rows"]["srcnn-x3"]["psnr_ssim"][str(test)]
+    ckpt = tmp_path / "srcnn-x3" / "step_0000003.npz"
+    stamp = ckpt.stat().st_mtime_ns
+    logs = []
+    res = leaderboard.run(tmp_path, plan_data=p, datasets=(str(test), str(train)), progress=False, log=logs.append)
+    row = res["rows"]["srcnn-x3"]
+    assert any("trained before; scoring it on " + str(train) in m for m in logs), logs
+    assert ckpt.stat().st_mtime_ns == stamp and sorted(p.name for p in ckpt.parent.glob("step_*.npz"))[-1] == ckpt.name
+    assert row["psnr_ssim"][str(test)] == before                       # what was scored stays
+    want = tinysr.evaluate(tinysr.load(ckpt), str(train), scale=3)
+    assert row["psnr_ssim"][str(train)] == pytest.approx([want["psnr"], want["ssim"]], abs=1e-3)
+    assert res["datasets"] == [str(test), str(train)] and str(train) in res["bicubic"]["x3"]
+    # without its checkpoints (a results file brought from elsewhere) the row is retrained, seeded: same network
+    import shutil
+    shutil.rmtree(tmp_path / "srcnn-x3")
+    del res["rows"]["srcnn-x3"]["psnr_ssim"][str(train)]
+    (tmp_path / "leaderboard.json").write_text(json.dumps(res))
+    again = leaderboard.run(tmp_path, plan_data=p, datasets=(str(train),), progress=False, log=lambda m: None)
+    assert again["rows"]["srcnn-x3"]["psnr_ssim"][str(train)] == pytest.approx([want["psnr"], want["ssim"]],
+                                                                                abs=1e-3)
+    assert again["datasets"] == [str(test), str(train)]
+
+
+def test_the_table_marks_cells_a_row_was_not_scored_on_and_rows_trained_on_a_gpu():
+    res = {"budget_seconds": 180.0, "machine": "m", "date": "d", "data": ["T91"], "recipe": "fast",
+           "datasets": ["Set5", "Set14"],
+           "rows": {"srcnn-x3": {"label": "SRCNN", "name": "srcnn", "scale": 3, "iterations": 10, "parameters": 5,
+                                 "inference_s_per_megapixel": 1.0, "psnr_ssim": {"Set5": [30.0, 0.9]}},
+                    "vdsr-x3": {"label": "VDSR", "name": "vdsr", "scale": 3, "iterations": 2, "parameters": 7,
+                                "inference_s_per_megapixel": 9.0, "device": "cuda",
+                                "psnr_ssim": {"Set5": [31.0, 0.91], "Set14": [28.0, 0.8]}}}}
+    lines = leaderboard.format_table(res).splitlines()
+    assert "| SRCNN | x3 | 10 | 5 | 1.00 | 30.00 / 0.9000 | - |" in lines
+    assert "| VDSR* | x3 | 2 | 7 | 9.00 | 31.00 / 0.9100 | 28.00 / 0.8000 |" in lines
+    assert lines.index("| VDSR* | x3 | 2 | 7 | 9.00 | 31.00 / 0.9100 | 28.00 / 0.8000 |") < lines.index(
+        "| SRCNN | x3 | 10 | 5 | 1.00 | 30.00 / 0.9000 | - |")
+    assert "on cuda (rows marked *)" in lines[0]
+    del res["rows"]["vdsr-x3"]
+    assert "marked" not in leaderboard.format_table(res)
+
+
 def test_paper_numbers_come_from_the_table_by_the_papers_row_names():
     table = {"VDSR": {"Set5": {"x3": [33.66, 0.9213]}}}
     assert leaderboard.paper_numbers(table, "vdsr", "Set5", 3) == (33.66, 0.9213)

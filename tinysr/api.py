@@ -179,11 +179,15 @@ def _prepare_eval(hr, scale, convention):
 
 
 def _run_eval(model, items, scale, *, tile=None, self_ensemble=False, with_ssim=True, method="model",
-              dataset="images", device=None, border="replicate"):
+              dataset="images", device=None, border="replicate", progress=False):
     """Score a model on prepared ``(name, net_input, reference)`` items; returns a metrics report."""
     from . import infer, metrics
     net = inference_model(model)
     rows = []
+    if progress:
+        # a deep network takes minutes to hours on B100 on a CPU: show how far it has got
+        from tqdm.auto import tqdm
+        items = tqdm(items, desc=f"{dataset} x{scale}", unit="image", leave=False)
     for name, net_in, ref in items:
         out = infer.predict(net, net_in, tile=tile, self_ensemble=self_ensemble, device=device, border=border)[0]
         out = np.clip(out.transpose(1, 2, 0) if out.shape[0] == 3 else out[0], 0.0, 1.0)
@@ -255,7 +259,7 @@ def _check_scale(model, scale):
 
 
 def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=None, tile=None, device=None,
-             ssim=True, border="replicate"):
+             ssim=True, border="replicate", progress=False):
     """PSNR/SSIM of a model on a test set under the papers' protocol (see :mod:`tinysr.metrics`).
 
     Parameters
@@ -270,6 +274,7 @@ def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=No
     border : how the image is extended before a zero-padded network sees it (:func:`tinysr.infer.predict`):
         ``"replicate"`` (default: edge pixels, so no output pixel sees the zeros) or ``"zeros"`` (the
         network's own padding only, as most authors' test scripts run it; cheaper for deep networks).
+    progress : show a progress bar over the images (tqdm, cleared when done).
 
     The pipeline per image (the SRCNN/VDSR scripts'): HR modcropped to a multiple of ``scale``;
     ``Y = rgb2ycbcr(HR)`` rounded to 8 bits; ``LR = imresize(Y/255, 1/s)`` in double; the network sees
@@ -301,7 +306,7 @@ def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=No
     items = [(name, *_prepare_eval(_check_eval_size(hr, scale, name), scale, conv)) for name, hr in images]
     return _run_eval(model, items, scale, tile=tile, self_ensemble=self_ensemble, with_ssim=ssim,
                      method=method + (" +self-ensemble" if self_ensemble else ""), dataset=label, device=device,
-                     border=border)
+                     border=border, progress=progress)
 
 
 # ============================================================================================ loading

@@ -60,7 +60,7 @@ def _cmd_eval(args):
                 report = api.evaluate("bicubic", dataset, scale=scale or 3)
             else:
                 report = api.evaluate(args.model, dataset, scale=scale, self_ensemble=args.self_ensemble,
-                                      tile=args.tile, device=args.device)
+                                      tile=args.tile, device=args.device, progress=sys.stderr.isatty())
             paper = _paper_for(args.model, report["dataset"], report["scale"])
             print(metrics.format_report(report, per_image=not args.summary, paper=paper))
             print()
