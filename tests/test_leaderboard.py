@@ -137,8 +137,14 @@ def test_the_readme_shows_the_committed_leaderboard_run(paper_table, data_dir):
     assert res["rows"].keys() == plan["entries"].keys()
     for key, row in res["rows"].items():
         assert row["iterations"] == plan["entries"][key]["iterations"], key
-        assert set(row["psnr_ssim"]) == set(res["datasets"])
+        # every row is scored on the first set; a later set may still be running (shown as "-")
+        assert res["datasets"][0] in row["psnr_ssim"] and set(row["psnr_ssim"]) <= set(res["datasets"]), key
     for scale in {r["scale"] for r in res["rows"].values()}:
-        want = tinysr.evaluate("bicubic", "Set5", scale=scale)
-        assert res["bicubic"][f"x{scale}"]["Set5"] == pytest.approx([want["psnr"], want["ssim"]], abs=1e-3)
+        for ds in res["datasets"]:
+            want = tinysr.evaluate("bicubic", ds, scale=scale)
+            assert res["bicubic"][f"x{scale}"][ds] == pytest.approx([want["psnr"], want["ssim"]], abs=1e-3)
+    # a second run of the same plan re-trained every row: its Set5 is within 0.05 dB of the first run's
+    for key, row in res["rows"].items():
+        if "first_run_psnr_ssim" in row:
+            assert abs(row["psnr_ssim"]["Set5"][0] - row["first_run_psnr_ssim"]["Set5"][0]) <= 0.05, key
     assert leaderboard.format_table(res, paper_table) in (root / "README.md").read_text()
