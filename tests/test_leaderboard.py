@@ -143,8 +143,10 @@ def test_the_readme_shows_the_committed_leaderboard_run(paper_table, data_dir):
         for ds in res["datasets"]:
             want = tinysr.evaluate("bicubic", ds, scale=scale)
             assert res["bicubic"][f"x{scale}"][ds] == pytest.approx([want["psnr"], want["ssim"]], abs=1e-3)
-    # a second run of the same plan re-trained every row: its Set5 is within 0.05 dB of the first run's
-    for key, row in res["rows"].items():
-        if "first_run_psnr_ssim" in row:
-            assert abs(row["psnr_ssim"]["Set5"][0] - row["first_run_psnr_ssim"]["Set5"][0]) <= 0.05, key
+    # Set14 came from a second run of the same plan that re-trained each row; where that second network was
+    # re-scored on Set5, it is within 0.05 dB of the first run's (acceptance: a re-run reproduces each PSNR)
+    second = {k: r for k, r in res["rows"].items() if "second_run_psnr_ssim" in r}
+    assert second, "the committed run keeps the second run's Set5 scores"
+    for key, row in second.items():
+        assert abs(row["psnr_ssim"]["Set5"][0] - row["second_run_psnr_ssim"]["Set5"][0]) <= 0.05, key
     assert leaderboard.format_table(res, paper_table) in (root / "README.md").read_text()

@@ -216,13 +216,12 @@ def run(out, *, plan_data=None, data=None, datasets=TEST_SETS, only=None, device
         r = _train(e["name"], e["scale"], e["iterations"], data=plan_data["data"] if data is None else data,
                    out_dir=out / key, model_kwargs=e["model_kwargs"], seed=0, progress=progress, log=log,
                    device=device)
-        scores = dict(rows[key]["psnr_ssim"]) if done else {}
+        scores = rows[key]["psnr_ssim"] if done else {}
         for ds in missing:
             rep = tinysr.evaluate(r.model, ds, scale=e["scale"], device=device, progress=progress)
             scores[ds] = [round(rep["psnr"], 3), round(rep["ssim"], 4)]
             log(f"     {ds}: {rep['psnr']:.3f} dB / {rep['ssim']:.4f}")
         if done:
-            rows[key]["psnr_ssim"] = scores
             rows[key].setdefault("scored_on", {}).update({ds: device for ds in missing})
         else:
             r.model.to("cpu")                      # inference time is a CPU figure, whatever trained it
