@@ -211,14 +211,19 @@ def run(out, *, plan_data=None, data=None, datasets=TEST_SETS, only=None, device
             log(f"==> {e['label']} x{e['scale']}: trained before; scoring it on {', '.join(missing)}")
         else:
             log(f"==> {e['label']} x{e['scale']}: {e['iterations']:,} steps")
-        # a finished run resumes at its last step and trains nothing; a missing checkpoint retrains the
-        # same network (the plan fixes the steps, the seed everything else)
-        r = _train(e["name"], e["scale"], e["iterations"], data=plan_data["data"] if data is None else data,
-                   out_dir=out / key, model_kwargs=e["model_kwargs"], seed=0, progress=progress, log=log,
-                   device=device)
+        final = out / key / f"step_{int(e['iterations']):07d}.npz"
+        if done and final.is_file():
+            # scoring only: the finished network is its final checkpoint, no training data needed
+            model = tinysr.load(final, device=device)
+        else:
+            # a missing checkpoint retrains the same network (the plan fixes the steps, the seed everything else)
+            r = _train(e["name"], e["scale"], e["iterations"], data=plan_data["data"] if data is None else data,
+                       out_dir=out / key, model_kwargs=e["model_kwargs"], seed=0, progress=progress, log=log,
+                       device=device)
+            model = r.model
         scores = rows[key]["psnr_ssim"] if done else {}
         for ds in missing:
-            rep = tinysr.evaluate(r.model, ds, scale=e["scale"], device=device, progress=progress)
+            rep = tinysr.evaluate(model, ds, scale=e["scale"], device=device, progress=progress)
             scores[ds] = [round(rep["psnr"], 3), round(rep["ssim"], 4)]
             log(f"     {ds}: {rep['psnr']:.3f} dB / {rep['ssim']:.4f}")
         if done:
