@@ -389,7 +389,7 @@ def load(name_or_path, *, device="cpu", for_inference=True):
     * a shipped name is looked up in ``tinysr/weights/manifest.json`` (see :func:`shipped_weights`);
     * a path is a checkpoint written by :func:`train` (``out_dir/step_*.npz``) or by
       :func:`save_weights`: its metadata names the model, its build arguments and its scale, so the
-      network is rebuilt and its weights loaded.  Files are read with ``allow_pickle=False``.
+      network is rebuilt and its weights loaded.  Files are read without pickle (:func:`tinysr.models.readers.read_npz`).
 
     With ``for_inference`` (the default) a valid-convolution SRCNN comes back as its replicate
     'same'-padding twin (:func:`inference_model`), ready for whole images.  The model is in eval mode,

@@ -23,9 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .models.readers import WeightsFileError
 
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read back (truncated, overwritten, not a checkpoint)."""
+
+class CheckpointError(WeightsFileError):
+    """A checkpoint file that cannot be read back (truncated, overwritten, not a checkpoint): a
+    :class:`~tinysr.models.readers.WeightsFileError`, hence a ``ValueError``."""
 
 
 def _disk_full(path, needed):
@@ -130,7 +133,7 @@ def load(path):
     Every array is read (and CRC-checked by the zip layer), so a file that loads is complete; one that
     does not raises :class:`CheckpointError` naming the file and what is wrong with it.
     """
-    from .models.readers import WeightsFileError, read_npz
+    from .models.readers import read_npz
     try:
         z = read_npz(path)
         if "__meta__" not in z:
