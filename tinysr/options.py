@@ -2,8 +2,9 @@
 
 A wrong number is refused at the boundary, in one sentence that names the option both ways
 (``batch_size`` / ``--batch-size``), the rule and the value given, before anything is read or
-written. Without this, ``--batch-size 0`` silently trained with the recipe's 64, ``--patch-size 0``
-divided by zero deep inside the sampler and ``--scale -3`` talked about a ``-1x-1`` image.
+written. Checked any later, a zero batch size would read as "use the recipe's", a zero patch size
+would divide by zero deep inside the sampler and a negative scale would surface as an impossible
+image size: messages about the symptom, not the option.
 
 * :data:`RULES` -- ``{name: Rule}``;
 * :func:`check` -- validate one value in Python (``None`` means "the default" and passes);
