@@ -341,7 +341,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--progress", required=True)
     ap.add_argument("--workdir", required=True)
-    ap.add_argument("--headroom-mb", type=int, default=256)
+    ap.add_argument("--headroom-mb", type=int, default=64)
     a = ap.parse_args(argv)
     print(json.dumps(run(a.format, a.seeds, a.cases, a.seed, a.progress, a.workdir, a.headroom_mb)))
 
