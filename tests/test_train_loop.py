@@ -189,3 +189,14 @@ def test_save_step_keeps_the_two_newest(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("step_*.npz")) == ["step_0000003.npz", "step_0000010.npz"]
     assert checkpoint.latest(tmp_path).name == "step_0000010.npz"
     assert checkpoint.load(checkpoint.latest(tmp_path))[2]["step"] == 10
+
+
+def test_trainer_resume_skips_a_damaged_newest_checkpoint(tmp_path):
+    model, sample, opt = _toy()
+    Trainer(model, sample, opt, out_dir=tmp_path, checkpoint_every=2, progress=False).run(4)
+    (tmp_path / "step_0000004.npz").write_bytes(b"PK\x03\x04 cut short")
+    lines = []
+    model, sample, opt = _toy()
+    tr = Trainer(model, sample, opt, out_dir=tmp_path, progress=False, log=lines.append)
+    assert tr.resume().name == "step_0000002.npz" and tr.step == 2
+    assert len(lines) == 1 and "skipping" in lines[0] and "step_0000004.npz" in lines[0]

@@ -121,11 +121,17 @@ class Trainer:
         return checkpoint.save_step(self.out_dir, self.step, self.model, self.optimizer, self._meta())
 
     def resume(self, path=None):
-        """Load ``path``, or else the newest checkpoint in ``out_dir`` if there is one; returns its path or None."""
-        path = path or (checkpoint.latest(self.out_dir) if self.out_dir else None)
+        """Load ``path``, or else the newest checkpoint in ``out_dir`` that reads back completely (a newer,
+        damaged one is skipped and named in the log); returns the path loaded, or None."""
+        if path is not None:
+            loaded = checkpoint.load(path)
+        elif self.out_dir is not None:
+            path, loaded, skipped = checkpoint.newest_valid(self.out_dir)
+            for bad, why in skipped:
+                self.log(f"==> skipping {bad}: {why}")
         if path is None:
             return None
-        state, opt_state, meta = checkpoint.load(path)
+        state, opt_state, meta = loaded
         if meta.get("seed") != self.seed:
             raise ValueError(f"{path} was written with seed {meta.get('seed')} but this run uses seed {self.seed}; "
                              "use another out_dir, or the same seed to continue it")
