@@ -14,7 +14,6 @@ import pytest
 
 import tinysr
 from tinysr import api, checkpoint, cli, options
-from tinysr.data import imwrite
 
 
 def _quiet(lines):
