@@ -410,7 +410,7 @@ def test_multi_scale_training_one_vdsr_and_one_mdsr_for_several_scales(small_dat
               eval_every=4)
     r = tinysr.train("vdsr", scale=(2, 3), model_kwargs={"depth": 3, "channels": 4}, out_dir=tmp_path / "v", **kw)
     assert r.model.scales == (2, 3)
-    assert set(r.history["eval"][-1]) == {"step", "psnr_x2", "psnr_x3"}
+    assert set(r.history["eval"][-1]) == {"step", "seconds", "threads", "psnr_x2", "psnr_x3"}
     assert set(r.metrics["per_scale"]) == {2, 3}
     _, _, meta = checkpoint.load(r.checkpoint)
     assert meta["scales"] == [2, 3]
@@ -430,7 +430,7 @@ def test_multi_scale_training_one_vdsr_and_one_mdsr_for_several_scales(small_dat
     nn.init.seed(0)
     m = tinysr.train("mdsr", scale=(2, 4), model_kwargs={"blocks": 1, "channels": 4, "scales": (2, 4)},
                      patch_size=10, out_dir=tmp_path / "m", **{**kw, "iterations": 6})
-    assert {2, 4} <= set(seen) and set(m.history["eval"][-1]) == {"step", "psnr_x2", "psnr_x4"}
+    assert {2, 4} <= set(seen) and set(m.history["eval"][-1]) == {"step", "seconds", "threads", "psnr_x2", "psnr_x4"}
     nn.init.seed(0)
     start = models.build("mdsr", scale=2, blocks=1, channels=4, scales=(2, 4)).state_dict()
     after = m.model.state_dict()
