@@ -51,7 +51,7 @@ html_static_path = []
 autosummary_generate = False  # the API pages are written by _api_pages below
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+autodoc_typehints = "signature"  # hints stay in the signature; the docstring says what each argument is
 
 
 def _mirror_lessons():

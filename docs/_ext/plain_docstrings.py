@@ -36,31 +36,40 @@ def _is_title(lines, i):
             and _indent(lines[i]) == _indent(lines[i + 1]))
 
 
+def _looks_like_type(text):
+    """``int``, ``bool``, ``int or Generator``, ``ndarray (H, W, 3)``: short, and not a sentence."""
+    return len(text) <= 40 and not text.rstrip().endswith((".", ",", ":", ";")) and ";" not in text
+
+
 def _field_items(lines, i, base):
-    """Parse a field section from line ``i``; return (bullet lines, next index)."""
-    out, item = [], None
+    """Parse a field section from line ``i``; return (bullet lines, next index).
+
+    An entry is ``name : text`` (tinysr's style: the text is the description, continued on indented
+    lines) or NumPy's ``name : type`` followed by an indented description; a short, sentence-less text
+    with an indented description below it is read as a type.
+    """
+    items = []  # [name, first-line text, [continuation lines]]
     while i < len(lines):
         line = lines[i]
         if not line.strip():
-            item = None if item is None else item + [""]
             i += 1
             continue
-        if _indent(line) > base and item is not None:
-            item.append(line.strip())
+        if _indent(line) > base and items:
+            items[-1][2].append(line.strip())
         elif _indent(line) == base and _ITEM.match(line.strip()) and not _is_title(lines, i):
-            if item is not None:
-                out.append(item)
             m = _ITEM.match(line.strip())
-            item = [m.group("name") or m.group("bare"), m.group("rest") or ""]
+            items.append([m.group("name") or m.group("bare"), m.group("rest") or "", []])
         else:
             break
         i += 1
-    if item is not None:
-        out.append(item)
     bullets = []
-    for name, *rest in out:
-        text = " ".join(r for r in rest if r)
-        bullets.append(f"- **{_escape_bars(name.strip())}**" + (f" -- {_escape_bars(text)}" if text else ""))
+    for name, first, more in items:
+        head = f"- **{_escape_bars(name.strip())}**"
+        if more and first and _looks_like_type(first):
+            head += f" ({_escape_bars(first)})"
+            first = ""
+        text = " ".join(t for t in [first] + more if t)
+        bullets.append(head + (f" -- {_escape_bars(text)}" if text else ""))
     return bullets + [""], i
 
 
