@@ -36,15 +36,15 @@ LAYERS = [
 
 def draw(path):
     """Draw ``LAYERS`` into ``path`` (SVG or PNG, by its suffix)."""
-    row_h, gap, width = 0.9, 0.25, 10.0
+    row_h, gap, width = 0.9, 0.25, 12.5
     height = len(LAYERS) * (row_h + gap)
-    fig, ax = plt.subplots(figsize=(9.5, height * 0.62))
+    fig, ax = plt.subplots(figsize=(11, height * 0.62))
     for i, (name, modules, colour) in enumerate(LAYERS):
         y = height - (i + 1) * (row_h + gap) + gap
         ax.add_patch(FancyBboxPatch((0, y), width, row_h, boxstyle="round,pad=0.02,rounding_size=0.12",
                                     facecolor=colour, edgecolor="#555555", linewidth=0.8))
-        ax.text(0.2, y + row_h / 2, name, ha="left", va="center", fontsize=10, fontweight="bold")
-        ax.text(3.0, y + row_h / 2, modules, ha="left", va="center", fontsize=8, family="monospace",
+        ax.text(0.2, y + row_h / 2, name, ha="left", va="center", fontsize=11, fontweight="bold")
+        ax.text(3.2, y + row_h / 2, modules, ha="left", va="center", fontsize=9, family="monospace",
                 linespacing=1.4)
     ax.add_patch(FancyArrowPatch((width + 0.45, height - 0.2), (width + 0.45, 0.2), arrowstyle="-|>",
                                  mutation_scale=14, color="#555555", linewidth=1.2))
