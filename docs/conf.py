@@ -23,6 +23,11 @@ sys.path.insert(0, str(DOCS / "_ext"))
 
 import tinysr  # noqa: E402
 
+try:
+    import tinysr_kernels  # noqa: E402,F401  (kernels/ is importable under this name once installed)
+except ModuleNotFoundError as exc:
+    raise RuntimeError("the API pages need tinysr installed: run pip install -e \".[docs]\" first") from exc
+
 project = "tinysr"
 author = "the tinysr authors"
 copyright = "the tinysr authors"
