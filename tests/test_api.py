@@ -7,6 +7,7 @@ rebuild their model, the protocol on Set5, and tiles that do not change the pict
 """
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -295,6 +296,8 @@ def test_ship_weights_records_what_load_and_the_readme_need(small_data, tmp_path
     assert entry["psnr"]["test"] == pytest.approx(tinysr.evaluate("srcnn-x3", test)["psnr"], abs=1e-3)
     assert api.shipped_weights()["srcnn-x3"]["command"] == "tinysr train srcnn --scale 3"
     assert (tmp_path / "weights" / "srcnn-x3.npz").stat().st_size < 100_000     # no optimiser state, no history
+    # the machine is described from the running process, not assumed
+    assert entry["machine"] == f"{os.cpu_count()}-core {platform.machine()} CPU"
 
 
 def test_fast_srcnn_recipe_trains_centred_and_its_checkpoint_rebuilds_it(tmp_path):
