@@ -274,7 +274,7 @@ def _reset_peak_rss():
 
     ``ru_maxrss`` cannot be used here: Linux carries a forked child's RSS -- the *parent's* pages --
     into the high-water mark across ``exec``, so a child started by this (by then large) benchmark
-    process reported the parent's RSS as its peak (SRCNN: 388 / 242 MiB instead of 126 / 88).
+    process would report the parent's RSS as its peak (for SRCNN, about twice its own).
     """
     try:
         with open("/proc/self/clear_refs", "w") as f:

@@ -7,6 +7,7 @@ rebuild their model, the protocol on Set5, and tiles that do not change the pict
 """
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -296,6 +297,8 @@ def test_ship_weights_records_what_load_and_the_readme_need(small_data, tmp_path
     assert entry["psnr"]["test"] == pytest.approx(tinysr.evaluate("srcnn-x3", test)["psnr"], abs=1e-3)
     assert api.shipped_weights()["srcnn-x3"]["command"] == "tinysr train srcnn --scale 3"
     assert (tmp_path / "weights" / "srcnn-x3.npz").stat().st_size < 100_000     # no optimiser state, no history
+    # the machine is described from the running process, not assumed
+    assert entry["machine"] == f"{os.cpu_count()}-core {platform.machine()} CPU"
 
 
 def test_fast_srcnn_recipe_trains_centred_and_its_checkpoint_rebuilds_it(tmp_path):
@@ -413,7 +416,7 @@ def test_multi_scale_training_one_vdsr_and_one_mdsr_for_several_scales(small_dat
               eval_every=4)
     r = tinysr.train("vdsr", scale=(2, 3), model_kwargs={"depth": 3, "channels": 4}, out_dir=tmp_path / "v", **kw)
     assert r.model.scales == (2, 3)
-    assert set(r.history["eval"][-1]) == {"step", "psnr_x2", "psnr_x3"}
+    assert set(r.history["eval"][-1]) == {"step", "seconds", "threads", "psnr_x2", "psnr_x3"}
     assert set(r.metrics["per_scale"]) == {2, 3}
     _, _, meta = checkpoint.load(r.checkpoint)
     assert meta["scales"] == [2, 3]
@@ -433,7 +436,7 @@ def test_multi_scale_training_one_vdsr_and_one_mdsr_for_several_scales(small_dat
     nn.init.seed(0)
     m = tinysr.train("mdsr", scale=(2, 4), model_kwargs={"blocks": 1, "channels": 4, "scales": (2, 4)},
                      patch_size=10, out_dir=tmp_path / "m", **{**kw, "iterations": 6})
-    assert {2, 4} <= set(seen) and set(m.history["eval"][-1]) == {"step", "psnr_x2", "psnr_x4"}
+    assert {2, 4} <= set(seen) and set(m.history["eval"][-1]) == {"step", "seconds", "threads", "psnr_x2", "psnr_x4"}
     nn.init.seed(0)
     start = models.build("mdsr", scale=2, blocks=1, channels=4, scales=(2, 4)).state_dict()
     after = m.model.state_dict()

@@ -1,5 +1,5 @@
 """Acceptance 1 of issue 5: every weight file shipped in ``tinysr/weights`` reproduces the Set5 PSNR of its
-manifest entry (the number in the README's results table) within 0.01 dB, under the protocol; SRCNN x3 and
+manifest entry (the number in the results table of docs/results.md) within 0.01 dB, under the protocol; SRCNN x3 and
 FSRCNN x3 reach the papers' 91-image numbers (and every shipped x2/x4 its paper's).  Without shipped weights there is nothing to check (the
 parametrisation is empty and pytest reports it as skipped)."""
 import re
@@ -12,7 +12,7 @@ from tinysr.api import shipped_weights
 
 pytestmark = pytest.mark.shared
 SHIPPED = shipped_weights()
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+RESULTS_PAGE = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
 # Set5 PSNR of the papers: SRCNN 9-1-5 trained on 91 images (ECCV'14); FSRCNN x3 trained on 91 images (ECCV'16,
 # the figure issue 5 sets), FSRCNN x2/x4 from the ECCV'16 table (91 images + General-100).
 PAPER = {"srcnn-x2": 36.34, "srcnn-x3": 32.39, "srcnn-x4": 30.09,
@@ -31,8 +31,9 @@ def test_shipped_weights_reproduce_their_row(name, data_dir):
     rep = tinysr.evaluate(name, "Set5")
     print(f"\n[shipped] {name}: Set5 {rep['psnr']:.3f} dB (manifest {entry['psnr']['Set5']:.3f})")
     assert abs(rep["psnr"] - entry["psnr"]["Set5"]) < 0.01, (rep["psnr"], entry["psnr"]["Set5"])
-    assert f"{entry['psnr']['Set5']:.2f}" in README and name in README, "the README's results table lacks this row"
-    assert re.search(re.escape(entry["command"].split(" --out")[0]), README), "the README lacks the command"
+    assert f"{entry['psnr']['Set5']:.2f}" in RESULTS_PAGE and f"`{name}`" in RESULTS_PAGE, \
+        "the results table of docs/results.md lacks this row"
+    assert re.search(re.escape(entry["command"].split(" --out")[0]), RESULTS_PAGE), "docs/results.md lacks the command"
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=BELOW_PAPER[n]))

@@ -23,6 +23,17 @@ def test_readme_opens_with_exactly_two_setup_commands():
     assert '".[test]"' in cmds[1] and cmds[1].rstrip().endswith("pytest")
 
 
+def test_readme_is_short_and_its_links_resolve():
+    """The README is the front page (at most 150 lines); everything else lives in docs/, and every relative
+    link in it names a file that exists."""
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 150, "README.md grew past 150 lines: move the detail into a page under docs/"
+    links = re.findall(r"\]\((?!https?://|#)([^)#]+)", text)
+    assert links, "the README links to its docs pages"
+    missing = [link for link in links if not (REPO / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
 def test_ci_runs_the_readme_commands():
     ci = (REPO / ".ci" / "run").read_text()
     assert "setup-commands" in ci and "README.md" in ci

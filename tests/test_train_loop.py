@@ -200,3 +200,24 @@ def test_trainer_resume_skips_a_damaged_newest_checkpoint(tmp_path):
     tr = Trainer(model, sample, opt, out_dir=tmp_path, progress=False, log=lines.append)
     assert tr.resume().name == "step_0000002.npz" and tr.step == 2
     assert len(lines) == 1 and "skipping" in lines[0] and "step_0000004.npz" in lines[0]
+
+
+def test_each_evaluation_records_training_seconds_and_threads(tmp_path):
+    """history['eval'] entries carry the training seconds so far and the thread count, so a curve of
+    quality against CPU-hours can be drawn from history.json alone."""
+    photo = np.random.default_rng(1).uniform(0, 1, (32, 32)).astype(np.float32)
+
+    def sample(rng):
+        hr = np.stack([photo[:16, :16]] * 2)[:, None]
+        return hr.reshape(2, 1, 8, 2, 8, 2).mean(axis=(3, 5)), hr
+
+    nn.init.seed(0)
+    model = TinyESPCN()
+    tr = Trainer(model, sample, optim.Adam(model.parameters(), lr=1e-3), evaluate=lambda m: {"psnr": 1.0},
+                 eval_every=2, out_dir=tmp_path, checkpoint_every=100, progress=False, log=lambda *a: None)
+    tr.run(6)
+    evals = json.loads((tmp_path / "history.json").read_text())["eval"]
+    assert [e["step"] for e in evals] == [2, 4, 6]
+    seconds = [e["seconds"] for e in evals]
+    assert all(s >= 0 for s in seconds) and seconds == sorted(seconds)
+    assert all(isinstance(e["threads"], int) and e["threads"] >= 1 for e in evals)

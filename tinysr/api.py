@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -330,15 +331,15 @@ def shipped_weights():
 
 
 def results_table(paper=None):
-    """The README's "weights trained by tinysr" table as Markdown, from ``tinysr/weights/manifest.json``.
+    """The "weights trained by tinysr" table of ``docs/results.md`` as Markdown, from ``tinysr/weights/manifest.json``.
 
     One row per shipped weight: its Set5 / Set14 / B100 PSNR (and SSIM) under the protocol, the paper's
     number beside it when ``paper`` (``{name: {dataset: psnr}}``) has one, the training steps and time,
-    and the command that reproduces it.  Maintainers paste the output into the README; a test checks that
-    every row's Set5 PSNR and command appear there.
+    and the command that reproduces it.  Maintainers paste the output into ``docs/results.md``; a test checks
+    that every row's Set5 PSNR and command appear there.
     """
     paper = paper or {}
-    lines = ["| weights | Set5 | Set14 | B100 | paper (Set5 / Set14) | steps, time on the 2-core CPU | reproduce with |",
+    lines = ["| weights | Set5 | Set14 | B100 | paper (Set5 / Set14) | steps, training time | reproduce with |",
              "|---|---|---|---|---|---|---|"]
     for name, e in sorted(shipped_weights().items()):
         cells = []
@@ -454,15 +455,16 @@ def save_weights(model, path, meta=None, dtype=None):
 SHIP_LIMIT_BYTES = 2 * 2 ** 20
 
 
-def ship_weights(checkpoint_path, name, *, command, train_seconds, machine="2-core CPU",
+def ship_weights(checkpoint_path, name, *, command, train_seconds, machine=None,
                  datasets=("Set5", "Set14", "B100"), note="", dtype="float32"):
     """Maintainer tool: copy a checkpoint's weights into ``tinysr/weights/<name>.npz`` and record them.
 
     The weights are saved without optimiser state or history (a few tens of KB), in ``dtype``
     (``"float16"`` for the larger networks; :func:`load` returns float32), evaluated *as shipped*
     under the protocol on ``datasets``, and ``manifest.json`` gets the entry that :func:`load`,
-    :func:`shipped_weights` and the README's results table rely on: model, build arguments, scale,
-    the exact reproducing ``command``, the training time, and the measured PSNR/SSIM.  A file larger
+    :func:`shipped_weights` and the results table of ``docs/results.md`` rely on: model, build arguments,
+    scale, the exact reproducing ``command``, the training time and the ``machine`` it was measured on
+    (default: this process's CPU count and architecture), and the measured PSNR/SSIM.  A file larger
     than :data:`SHIP_LIMIT_BYTES` is refused (the package stays small).  Returns the entry.
     """
     state_model, info = _load_checkpoint_file(checkpoint_path)
@@ -484,7 +486,7 @@ def ship_weights(checkpoint_path, name, *, command, train_seconds, machine="2-co
     entry = {"file": f"{name}.npz", "dtype": dtype, "model": keep["model"], "model_kwargs": keep["model_kwargs"],
              "scale": keep["scale"], "recipe": keep["recipe"], "steps": keep["step"], "seed": keep["seed"],
              "data": keep["data"], "command": command, "train_seconds": round(float(train_seconds)),
-             "machine": machine, "note": note, "psnr": {}, "ssim": {}}
+             "machine": machine or f"{os.cpu_count()}-core {platform.machine()} CPU", "note": note, "psnr": {}, "ssim": {}}
     for ds in datasets:
         rep = evaluate(state_model, ds, scale=keep["scale"])
         entry["psnr"][rep["dataset"]], entry["ssim"][rep["dataset"]] = round(rep["psnr"], 3), round(rep["ssim"], 4)

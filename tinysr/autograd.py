@@ -379,9 +379,8 @@ class Function:
 
         Everything forward kept on ``self`` goes (``save_for_backward``'s arrays and any attribute such as
         ReLU's output or a convolution's input), not just ``saved``: backward keeps every Function of the
-        graph alive until it ends, so an op that kept its arrays would hold them to the end of backward --
-        SRCNN's training step then held all its activations to its peak (69 MiB of NumPy arrays instead
-        of 59; peak RSS 101 MiB instead of 72).
+        graph alive until it ends, so an op that kept its arrays would hold them to the end of backward,
+        and a training step would reach its peak memory with every activation still alive.
         """
         for name in [k for k in self.__dict__ if k not in self._KEEP_ON_RELEASE]:
             del self.__dict__[name]

@@ -10,7 +10,7 @@ a big network that is far from converged loses here and wins there.
 
 Two steps, so that a re-run is reproducible step for step:
 
-1. :func:`plan` measures each method's seconds per training step on this machine and turns the budget
+1. :func:`plan` measures each method's seconds per training step on the machine it runs on and turns the budget
    into a number of steps (written to ``plan.json``, with the machine and the date);
 2. :func:`run` trains each method for exactly its planned steps (seeded; an interrupted run resumes,
    see :func:`tinysr.train`), evaluates it, times its inference and writes ``leaderboard.json``.
@@ -87,7 +87,7 @@ def _train(name, scale, iterations, *, data, out_dir, model_kwargs, seed, eval_d
 
 
 def seconds_per_step(name, scale, *, data=None, model_kwargs=None, steps=3, seed=0):
-    """Median seconds of one training step of ``name`` (fast recipe) on this machine.
+    """Median seconds of one training step of ``name`` (fast recipe) on the machine it runs on.
 
     After a warm-up run, runs 1 step and ``1 + steps`` steps, and divides the difference of their training-loop times by
     ``steps``: data loading happens before the loop, and the first step (compilation, buffers) and the

@@ -208,7 +208,11 @@ class Trainer:
                     self.model.eval()
                     metrics = self.evaluate(self.model)
                     self.model.train()
-                    self.history["eval"].append(dict(step=self.step, **metrics))
+                    # the training seconds and threads at each evaluation give a curve of quality
+                    # against compute (CPU-hours = seconds x threads), not only against steps
+                    self._clock()
+                    self.history["eval"].append(dict(step=self.step, seconds=round(self.history["seconds"], 1),
+                                                     threads=_threads(self.device), **metrics))
                     if bar is None:   # no bar to show it on: a log line, so a long run's log tells its progress
                         vals = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
                         self.log(f"  step {self.step}/{iterations}: loss {value:.6f}, {vals} "
@@ -216,7 +220,8 @@ class Trainer:
                 if bar is not None:
                     post = {"loss": f"{value:.5f}"}
                     if self.history["eval"]:
-                        post.update({k: f"{v:.2f}" for k, v in self.history["eval"][-1].items() if k != "step"})
+                        post.update({k: f"{v:.2f}" for k, v in self.history["eval"][-1].items()
+                                     if k not in ("step", "seconds", "threads")})
                     bar.set_postfix(post, refresh=False)
                     bar.update(1)
                 if self.step % self.checkpoint_every == 0 or self.step == iterations:
@@ -240,6 +245,14 @@ class Trainer:
         checkpoint.atomic_write_text(self.out_dir / "history.json", json.dumps(self.history))
         if self.history["loss"]:
             plot_history(self.history, self.out_dir / "curves.png")
+
+
+def _threads(device):
+    """Threads a CPU step runs on (Numba's pool), or 1 for a GPU run."""
+    if device != "cpu":
+        return 1
+    import numba
+    return int(numba.get_num_threads())
 
 
 def plot_history(history, path):
@@ -266,7 +279,7 @@ def plot_history(history, path):
     ax.legend()
     if evals:
         ax = axes[0, 1]
-        keys = [k for k in evals[0] if k != "step"]
+        keys = [k for k in evals[0] if k not in ("step", "seconds", "threads")]
         for k in keys:
             ax.plot([e["step"] for e in evals], [e[k] for e in evals], marker="o", label=k)
         ax.set_xlabel("step")

@@ -1,1 +1,1 @@
-"""Weights trained by tinysr itself, shipped with the package (see the README for how each was made)."""
+"""Weights trained by tinysr itself, shipped with the package (``docs/results.md`` says how each was made)."""
