@@ -1146,36 +1146,9 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     trainer = Trainer(net, sample, opt, loss=_loss_fn(rec, net, scale, iterations), schedule=schedule, clip=clip, evaluate=evaluate_fn,
                       eval_every=eval_every, checkpoint_every=checkpoint_every, out_dir=out_dir, seed=seed, meta=meta,
                       device=device, log=log, progress=progress)
-    resumed = None
     for tmp in checkpoint.remove_stale_temporaries(out_dir):
         log(f"==> removed {tmp.name}, a half-written file left by a run that was killed while saving")
-    if resume:
-        latest, loaded, skipped = checkpoint.newest_valid(out_dir)
-        for bad, why in skipped:
-            log(f"==> skipping {bad}: {why}")
-        if latest is None and skipped:
-            raise ValueError(f"no checkpoint in {out_dir} can be read ({len(skipped)} tried, the newest: "
-                             f"{skipped[0][1]}); move them elsewhere to start this run afresh")
-        if latest is not None:
-            old = loaded[2]
-            changes = _check_same_run(latest, old, meta)
-            fresh_lrs = [g["initial_lr"] for g in opt.param_groups]
-            resumed = trainer.resume(latest)
-            log(f"==> resuming from {resumed} at step {trainer.step} of {iterations}")
-            if changes:
-                if "lr" in changes:
-                    # the checkpoint's optimiser state carries the old rates; the new base rate (and the
-                    # per-layer rates in proportion) takes over from here, through the schedule if any
-                    for g, lr0 in zip(opt.param_groups, fresh_lrs):
-                        g["initial_lr"] = g["lr"] = lr0
-                    if schedule is not None:
-                        schedule.load_state_dict(schedule.state_dict())
-                trainer.history.setdefault("changes", []).append({"step": trainer.step, **changes})
-                log("==> changed on resume (recorded in history.json): " + "; ".join(
-                    f"{k} {v['from']!r} -> {v['to']!r}" for k, v in changes.items()))
-            if old.get("iterations") not in (None, iterations):
-                log(f"==> the run was planned for {old['iterations']} steps and now runs to {iterations}: the "
-                    f"learning-rate schedule is re-planned over {iterations} steps from step {trainer.step}")
+    resumed = _resume(trainer, out_dir, meta, opt, schedule, iterations, log) if resume else None
     if resumed is None:
         evals = f"evaluating on {_describe(eval_data)} every {eval_every}" if eval_data is not None else "no evaluation"
         log(f"==> starting fresh in {out_dir} ({iterations} steps, {evals})")
@@ -1196,23 +1169,57 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         final = dict(per_scale[scale])
         if multi:
             final["per_scale"] = {s: {"psnr": r_s["psnr"], "ssim": r_s["ssim"]} for s, r_s in per_scale.items()}
-        # the number to read an early PSNR against: bicubic on the same images, and how long the
-        # shipped weights of this network trained (a few hundred steps is far from either)
-        bic = _bicubic_psnr(eval_data, scale)
-        shipped = [(k, v["steps"]) for k, v in shipped_weights().items()
-                   if v.get("model") == name and v.get("scale") == scale and v.get("steps")]
-        final["bicubic_psnr"] = bic
-        final["shipped_steps"] = shipped[0] if shipped else None
-        log(f"==> bicubic on the same images: {bic:.3f} dB" + (
-            f"; the shipped {shipped[0][0]} trained {shipped[0][1]:,} steps" if shipped else ""))
+        final.update(_baselines(eval_data, name, scale, log))
     log(f"==> checkpoint {last}; load it with tinysr.load({str(last)!r})")
     return TrainResult(model=net, history=trainer.history, metrics=final, out_dir=out_dir, checkpoint=last,
                        resumed_from=resumed, seconds=time.time() - t_start, recipe=recipe_dict)
 
 
-def _bicubic_psnr(eval_data, scale):
-    """Mean Y-PSNR of bicubic upscaling on ``eval_data`` at ``scale`` (the baseline of every table)."""
-    return evaluate("bicubic", eval_data, scale=scale)["psnr"]
+def _resume(trainer, out_dir, meta, opt, schedule, iterations, log):
+    """Continue ``trainer`` from the newest checkpoint in ``out_dir`` that reads back (naming any newer one
+    skipped, and why); returns its path, or None for a fresh run.  The checkpoint's run must be this one
+    (:func:`_check_same_run`) up to the rate, the clipping and the patch size: those changes are logged,
+    recorded in ``history.json`` under ``"changes"``, and a new rate takes over through the schedule."""
+    latest, loaded, skipped = checkpoint.newest_valid(out_dir)
+    for bad, why in skipped:
+        log(f"==> skipping {bad}: {why}")
+    if latest is None and skipped:
+        raise ValueError(f"no checkpoint in {out_dir} can be read ({len(skipped)} tried, the newest: "
+                         f"{skipped[0][1]}); move them elsewhere to start this run afresh")
+    if latest is None:
+        return None
+    old = loaded[2]
+    changes = _check_same_run(latest, old, meta)
+    fresh_lrs = [g["initial_lr"] for g in opt.param_groups]
+    resumed = trainer.resume(latest)
+    log(f"==> resuming from {resumed} at step {trainer.step} of {iterations}")
+    if changes:
+        if "lr" in changes:
+            # the checkpoint's optimiser state carries the old rates; the new base rate (and the
+            # per-layer rates in proportion) takes over from here, through the schedule if any
+            for g, lr0 in zip(opt.param_groups, fresh_lrs):
+                g["initial_lr"] = g["lr"] = lr0
+            if schedule is not None:
+                schedule.load_state_dict(schedule.state_dict())
+        trainer.history.setdefault("changes", []).append({"step": trainer.step, **changes})
+        log("==> changed on resume (recorded in history.json): " + "; ".join(
+            f"{k} {v['from']!r} -> {v['to']!r}" for k, v in changes.items()))
+    if old.get("iterations") not in (None, iterations):
+        log(f"==> the run was planned for {old['iterations']} steps and now runs to {iterations}: the "
+            f"learning-rate schedule is re-planned over {iterations} steps from step {trainer.step}")
+    return resumed
+
+
+def _baselines(eval_data, name, scale, log):
+    """What to read a run's final PSNR against: bicubic on the same images (``bicubic_psnr``) and how long
+    the shipped weights of this network trained (``shipped_steps``: ``(name, steps)`` or None) -- a few
+    hundred steps is far from either, which the final line should say rather than leave to guesswork."""
+    bic = evaluate("bicubic", eval_data, scale=scale)["psnr"]
+    shipped = [(k, v["steps"]) for k, v in shipped_weights().items()
+               if v.get("model") == name and v.get("scale") == scale and v.get("steps")]
+    log(f"==> bicubic on the same images: {bic:.3f} dB" + (
+        f"; the shipped {shipped[0][0]} trained {shipped[0][1]:,} steps" if shipped else ""))
+    return {"bicubic_psnr": bic, "shipped_steps": shipped[0] if shipped else None}
 
 
 # What makes two runs the same run: resuming with any of these changed would silently train a model that
