@@ -300,6 +300,16 @@ def test_a_huge_upscale_is_refused_before_the_image_is_decoded(tmp_path, monkeyp
     assert code == 1 and err.startswith("tinysr upscale: upscaling 9500x9500") and not (tmp_path / "o.png").exists()
 
 
+def test_even_a_header_past_pils_bomb_limit_gets_the_memory_sentence(tmp_path, monkeypatch):
+    from PIL import Image
+    before = Image.MAX_IMAGE_PIXELS
+    big = _png_header_only(tmp_path / "huge.png", 30000, 30000)      # 900 Mpx: PIL alone would refuse
+    monkeypatch.setattr(api, "_read_image", lambda image: pytest.fail("decoded before the memory check"))
+    with pytest.raises(MemoryError, match="upscaling 30000x30000 to 60000x60000 needs about"):
+        api.upscale(big, "fsrcnn", scale=2)
+    assert Image.MAX_IMAGE_PIXELS == before and before is not None      # PIL's own guard is restored
+
+
 def test_upscale_states_its_memory_and_the_limit_can_be_lifted(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     lines = []

@@ -550,9 +550,20 @@ def _image_shape(image):
     s = os.fspath(image)
     if s.startswith("builtin:"):
         return _read_image(s).shape           # small sample photos
+    import warnings
+
     from PIL import Image
     try:
-        with Image.open(s) as im:
+        # only the header is read here, and upscale() weighs the size itself (and says so), so PIL's
+        # decompression-bomb check of the pixel count would only pre-empt that sentence less precisely
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(s)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+        with im:
             w, h = im.size
             return (h, w) if im.mode in ("L", "I", "I;16", "F", "1") else (h, w, 3)
     except Exception:   # noqa: BLE001 -- imread then reports the file's problem in its own sentence
