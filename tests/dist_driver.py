@@ -1,0 +1,94 @@
+"""Small training runs for ``test_distributed.py``, run by ``mpiexec -n N python tests/dist_driver.py JOB OUT``
+(and, for the one-process references, imported by the tests themselves).
+
+Jobs:
+
+* ``weights OUT``: a few steps of SRCNN, EDSR-baseline and a BatchNorm SRResNet; rank 0 writes the
+  weights to ``OUT/<name>.npz``.  Also checks :func:`tinysr.distributed.ring_allreduce` against
+  ``Allreduce`` and writes ``OUT/ring.json``.
+* ``run OUT STEPS [die_at]``: SRCNN with checkpoints every 2 steps in ``OUT``; with ``die_at``, the last
+  rank stops answering (sleeps) after that many steps, as a hung or lost process would.
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tinysr import api, distributed, optim  # noqa: E402
+from tinysr.data import datasets  # noqa: E402
+from tinysr.models.registry import build  # noqa: E402
+from tinysr.nn import init  # noqa: E402
+from tinysr.train import Trainer  # noqa: E402
+
+#: name -> (build kwargs, scale, patch size, global batch, steps)
+CASES = {
+    "srcnn": ({"offset": 0.5, "padding": "valid"}, 3, 33, 4, 3),
+    "edsr_baseline": ({}, 2, 12, 4, 3),
+    "srresnet": ({"blocks": 2, "channels": 16}, 2, 12, 4, 3),
+}
+
+
+def images():
+    """Three 96x96 crops of the builtin training photos (no download, no ../shared)."""
+    return [im[100:196, 100:196] for im in datasets.load("builtin", split="train")[:3]]
+
+
+def make_trainer(name, comm=None, out_dir=None, seed=0, checkpoint_every=1000):
+    kw, scale, patch, batch, _ = CASES[name]
+    init.seed(seed)
+    net = build(name, scale=scale, **kw)
+    recipe = api.FAST_RECIPES[name]
+    sample, _ = api.training_sampler(net, images(), scale, recipe=recipe, recipe_name="fast", patch_size=patch,
+                                     batch_size=batch, log=lambda *a: None)
+    opt = optim.Adam(net.parameters(), lr=1e-3)
+    loss = api._loss_fn(recipe, net, scale)
+    return Trainer(net, sample, opt, loss=loss, out_dir=out_dir, seed=seed, progress=False, log=lambda *a: None,
+                   checkpoint_every=checkpoint_every, communicator=comm)
+
+
+def state(trainer):
+    return trainer.model.state_dict()
+
+
+def job_weights(out):
+    comm = distributed.from_environment()
+    for name, case in CASES.items():
+        tr = make_trainer(name, comm)
+        tr.run(case[-1])
+        if comm.is_root:
+            np.savez(Path(out) / f"{name}.npz", **state(tr))
+    # the ring against the library's all-reduce, on a length that does not divide by the rank count
+    x = np.random.default_rng(comm.rank).standard_normal(1001).astype(np.float64)
+    ring, ref = x.copy(), np.empty_like(x)
+    distributed.ring_allreduce(comm.comm, ring)
+    comm.comm.Allreduce(x, ref)
+    if comm.is_root:
+        (Path(out) / "ring.json").write_text(json.dumps({"max_error": float(np.abs(ring - ref).max()),
+                                                        "size": comm.size}))
+
+
+def job_run(out, steps, die_at=None):
+    comm = distributed.from_environment()
+
+    def on_step(trainer):
+        if die_at is not None and trainer.step == die_at and comm.rank == comm.size - 1:
+            time.sleep(3600)            # this rank hangs: the others must not
+
+    tr = make_trainer("srcnn", comm, out_dir=out, checkpoint_every=2)
+    tr.resume()
+    tr.run(steps, on_step=on_step)
+
+
+if __name__ == "__main__":
+    job, out = sys.argv[1], sys.argv[2]
+    if job == "weights":
+        job_weights(out)
+    elif job == "run":
+        job_run(out, int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None)
+    else:
+        raise SystemExit(f"unknown job {job}")
