@@ -38,17 +38,19 @@ def images():
     return [im[100:196, 100:196] for im in datasets.load("builtin", split="train")[:3]]
 
 
-def make_trainer(name, comm=None, out_dir=None, seed=0, checkpoint_every=1000):
+def make_trainer(name, comm=None, out_dir=None, seed=0, checkpoint_every=1000, device="cpu"):
     kw, scale, patch, batch, _ = CASES[name]
     init.seed(seed)
     net = build(name, scale=scale, **kw)
+    if device != "cpu":
+        net.to(device)
     recipe = api.FAST_RECIPES[name]
     sample, _ = api.training_sampler(net, images(), scale, recipe=recipe, recipe_name="fast", patch_size=patch,
                                      batch_size=batch, log=lambda *a: None)
     opt = optim.Adam(net.parameters(), lr=1e-3)
     loss = api._loss_fn(recipe, net, scale)
     return Trainer(net, sample, opt, loss=loss, out_dir=out_dir, seed=seed, progress=False, log=lambda *a: None,
-                   checkpoint_every=checkpoint_every, communicator=comm)
+                   checkpoint_every=checkpoint_every, communicator=comm, device=device)
 
 
 def state(trainer):
@@ -84,10 +86,58 @@ def job_run(out, steps, die_at=None):
     tr.run(steps, on_step=on_step)
 
 
+def job_nccl(out):
+    """SRCNN on ``device="cuda"`` with NumPy's stand-in for CuPy (``fake_cupy``) and a stand-in for NCCL that
+    sums through MPI: the GPU path's plumbing (NCCL id from rank 0, one rank per GPU, device buffers, the
+    completion poll) on a machine without a GPU."""
+    import ctypes
+    import types
+    from mpi4py import MPI
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fake_cupy
+    from tinysr.functional import conv as conv_mod
+    calls = []
+
+    class NcclCommunicator:
+        def __init__(self, n, uid, rank):
+            ids = MPI.COMM_WORLD.allgather(uid)
+            assert n == MPI.COMM_WORLD.Get_size() and rank == MPI.COMM_WORLD.Get_rank() and len(set(ids)) == 1, ids
+
+        def allReduce(self, send, recv, count, dtype, op, stream):
+            assert op == nccl.NCCL_SUM and send == recv
+            ctype = {nccl.NCCL_FLOAT32: ctypes.c_float, nccl.NCCL_FLOAT64: ctypes.c_double}[dtype]
+            arr = np.ctypeslib.as_array((ctype * count).from_address(recv))
+            MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, arr)
+            calls.append(count)
+
+        def abort(self):
+            pass
+
+    nccl = types.SimpleNamespace(NCCL_FLOAT32=7, NCCL_FLOAT64=8, NCCL_SUM=0, NcclCommunicator=NcclCommunicator,
+                                 get_unique_id=lambda: tuple(os.urandom(16)))
+    fake_cupy.cuda.nccl = nccl
+    fake_cupy.cuda.runtime.getDeviceCount = lambda: 2      # one GPU per rank
+    fake_cupy._Device.use = lambda self: calls.append(f"device {self.id}")
+    fake_cupy._Stream.record = lambda self: types.SimpleNamespace(done=True)
+    sys.modules.update({"cupy": fake_cupy, "cupy.cuda": fake_cupy.cuda, "cupy.cuda.nccl": nccl})
+    conv_mod._cuda_autoload[:] = [True]          # no Numba CUDA kernels: NumPy code on device arrays
+    conv_mod._default["cuda"] = None
+    distributed._device_pointer = lambda buf: buf.ctypes.data
+    comm = distributed.from_environment("cuda")
+    tr = make_trainer("srcnn", comm, device="cuda")
+    tr.run(CASES["srcnn"][-1])
+    on_device = all(type(p.data) is fake_cupy.ndarray for p in tr.model.parameters())
+    if comm.is_root:
+        np.savez(Path(out) / "srcnn_nccl.npz", **state(tr))
+        (Path(out) / "nccl.json").write_text(json.dumps({"calls": calls, "on_device": on_device}))
+
+
 if __name__ == "__main__":
     job, out = sys.argv[1], sys.argv[2]
     if job == "weights":
         job_weights(out)
+    elif job == "nccl":
+        job_nccl(out)
     elif job == "run":
         job_run(out, int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None)
     else:

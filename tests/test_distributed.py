@@ -206,3 +206,18 @@ def test_open_mpi_and_mpich_launchers_are_recognised():
     assert distributed.launched_ranks({"PMI_SIZE": "3"}) == 3
     assert distributed.launched_ranks({"PMI_SIZE": ""}) == 1
     assert distributed.launched_ranks({}) == 1
+
+
+@pytest.mark.mpi
+def test_gpu_path_reduces_device_buffers_with_nccl(tmp_path):
+    """``device="cuda"`` under mpiexec, on NumPy's stand-in for CuPy and an NCCL stand-in that sums through MPI
+    (``dist_driver.job_nccl``): each rank selects its own GPU, joins NCCL with rank 0's id, all-reduces one
+    device buffer per step, and the run ends at the CPU run's weights.  Real NCCL needs two GPUs."""
+    res = launch(2, HERE / "dist_driver.py", "nccl", tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    info = json.loads((tmp_path / "nccl.json").read_text())
+    ref = single_process("srcnn")              # SRCNN has no buffers: its state is its parameters
+    flat = sum(v.size for v in ref.values()) + len(ref) + 1     # gradients, one flag each, the loss
+    assert info["calls"] == ["device 0"] + [flat] * dist_driver.CASES["srcnn"][-1]
+    assert info["on_device"]
+    assert rel_error(dict(np.load(tmp_path / "srcnn_nccl.npz")), ref) < 1e-5

@@ -354,7 +354,8 @@ class _Nccl:
     def all_reduce(self, buf, owner):
         stream = self.cp.cuda.get_current_stream()
         dtype = {np.dtype(np.float32): self.nccl.NCCL_FLOAT32, np.dtype(np.float64): self.nccl.NCCL_FLOAT64}[buf.dtype]
-        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, dtype, self.nccl.NCCL_SUM, stream.ptr)
+        ptr = _device_pointer(buf)
+        self.comm.allReduce(ptr, ptr, buf.size, dtype, self.nccl.NCCL_SUM, stream.ptr)   # in place
         done = stream.record()
         deadline, pause = time.monotonic() + owner.timeout, 20e-6
         while not done.done:
@@ -363,6 +364,11 @@ class _Nccl:
                 owner.lost("the NCCL gradient all-reduce", owner.timeout)
             time.sleep(pause)
             pause = min(2 * pause, 2e-3)
+
+
+def _device_pointer(buf):
+    """The address of a CuPy array's first element (what NCCL's C interface takes)."""
+    return buf.data.ptr
 
 
 def _split_shared(mpi_comm):
