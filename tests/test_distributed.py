@@ -61,7 +61,7 @@ def launch(n, *args, timeout=240, env=None):
     """Run ``mpiexec -n n python <args>`` from the repository; returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
                 **(env or {})}
-    for name in distributed.SIZE_VARIABLES:      # a test run itself started under mpiexec
+    for name in distributed.SIZE_VARIABLES + distributed.RANK_VARIABLES:   # pytest itself under mpiexec
         full_env.pop(name, None)
     return subprocess.run([_mpiexec(), "-n", str(n), sys.executable, *map(str, args)], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
@@ -170,6 +170,7 @@ def test_cli_on_two_ranks_gives_the_psnr_of_one_process(tmp_path, data_dir):
     assert two.returncode == 0, two.stderr[-3000:]
     assert "data parallel over 2 ranks" in two.stdout
     assert two.stdout.count("==> starting fresh") == 1             # rank 0 alone speaks
+    assert two.stdout.count("done in") == 1
 
     def final_psnr(folder):
         hist = json.loads((folder / "history.json").read_text())
@@ -206,6 +207,9 @@ def test_open_mpi_and_mpich_launchers_are_recognised():
     assert distributed.launched_ranks({"PMI_SIZE": "3"}) == 3
     assert distributed.launched_ranks({"PMI_SIZE": ""}) == 1
     assert distributed.launched_ranks({}) == 1
+    assert distributed.launched_rank({"PMI_RANK": "1"}) == 1
+    assert distributed.launched_rank({"OMPI_COMM_WORLD_RANK": "2"}) == 2
+    assert distributed.launched_rank({}) == 0
 
 
 @pytest.mark.mpi

@@ -48,11 +48,12 @@ import numpy as np
 
 from . import backend
 
-__all__ = ["launched_ranks", "from_environment", "Communicator", "RankLost", "ring_allreduce"]
+__all__ = ["launched_ranks", "launched_rank", "from_environment", "Communicator", "RankLost", "ring_allreduce"]
 
 #: Environment variables in which MPI launchers announce the number of ranks: MPICH / Intel MPI /
 #: Slurm (PMI), Open MPI, MVAPICH.
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 
 #: Seconds a rank waits for the others at one step's all-reduce (``TINYSR_DIST_TIMEOUT``).
 DEFAULT_TIMEOUT = 300.0
@@ -72,6 +73,16 @@ def launched_ranks(environ=None):
         if value.isdigit():
             return int(value)
     return 1
+
+
+def launched_rank(environ=None):
+    """This process's rank as the MPI launcher announced it (0 when not started by one); no MPI import."""
+    environ = os.environ if environ is None else environ
+    for name in RANK_VARIABLES:
+        value = environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def from_environment(device="cpu", *, timeout=None, eval_timeout=None):
