@@ -194,13 +194,13 @@ class Communicator:
             buf[o:o + b.size] = b.ravel() / np.float32(self.size)
             o += b.size
         self._all_reduce(buf)
+        flags = backend.as_numpy(buf[total:total + len(params) + 1])    # one small copy from a GPU, not one each
         o = 0
         for i, (p, n) in enumerate(zip(params, sizes)):
-            p.grad = buf[o:o + n].reshape(p.data.shape) if float(buf[total + i]) > 0 else None
+            p.grad = buf[o:o + n].reshape(p.data.shape) if flags[i] > 0 else None
             o += n
-        o = total + len(params)
-        value = float(buf[o])
-        o += 1
+        value = float(flags[-1])
+        o = total + len(params) + 1
         for m, name in running:
             b = getattr(m, name)
             b[...] = buf[o:o + b.size].reshape(b.shape)
@@ -345,7 +345,8 @@ class _Nccl:
     def __init__(self, mpi_comm):
         cp = backend.cupy_module()
         self.cp, self.comm = cp, None
-        local = mpi_comm.Split_type(_split_shared(mpi_comm)).Get_rank()
+        from mpi4py import MPI
+        local = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()     # this rank's index on its node
         n_gpus = cp.cuda.runtime.getDeviceCount()
         if local >= n_gpus:
             raise ValueError(f"{local + 1} ranks share this node but it has {n_gpus} GPU(s): start at most one rank "
@@ -380,8 +381,3 @@ class _Nccl:
 def _device_pointer(buf):
     """The address of a CuPy array's first element (what NCCL's C interface takes)."""
     return buf.data.ptr
-
-
-def _split_shared(mpi_comm):
-    from mpi4py import MPI
-    return MPI.COMM_TYPE_SHARED
