@@ -6,8 +6,8 @@ Jobs:
 * ``weights OUT``: a few steps of SRCNN, EDSR-baseline and a BatchNorm SRResNet; rank 0 writes the
   weights to ``OUT/<name>.npz``.  Also checks :func:`tinysr.distributed.ring_allreduce` against
   ``Allreduce`` and writes ``OUT/ring.json``.
-* ``run OUT STEPS [die_at]``: SRCNN with checkpoints every 2 steps in ``OUT``; with ``die_at``, the last
-  rank stops answering (sleeps) after that many steps, as a hung or lost process would.
+* ``run OUT STEPS [die_at [hang|raise]]``: SRCNN with checkpoints every 2 steps in ``OUT``; with ``die_at``,
+  the last rank hangs (sleeps) or raises an error after that many steps.
 """
 import json
 import os
@@ -74,12 +74,14 @@ def job_weights(out):
                                                         "size": comm.size}))
 
 
-def job_run(out, steps, die_at=None):
+def job_run(out, steps, die_at=None, how="hang"):
     comm = distributed.from_environment()
 
     def on_step(trainer):
         if die_at is not None and trainer.step == die_at and comm.rank == comm.size - 1:
-            time.sleep(3600)            # this rank hangs: the others must not
+            if how == "hang":
+                time.sleep(3600)        # this rank hangs: the others must not
+            raise OSError("No space left on device (an error on one rank only)")
 
     tr = make_trainer("srcnn", comm, out_dir=out, checkpoint_every=2)
     tr.resume()
@@ -139,6 +141,6 @@ if __name__ == "__main__":
     elif job == "nccl":
         job_nccl(out)
     elif job == "run":
-        job_run(out, int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None)
+        job_run(out, int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None, *sys.argv[5:6])
     else:
         raise SystemExit(f"unknown job {job}")

@@ -159,6 +159,18 @@ def test_a_hung_rank_stops_the_run_and_it_resumes_on_another_rank_count(tmp_path
 
 
 @pytest.mark.mpi
+def test_an_error_on_one_rank_ends_every_rank_at_once(tmp_path):
+    t0 = time.time()
+    res = launch(2, HERE / "dist_driver.py", "run", tmp_path, 6, 3, "raise", env={"TINYSR_DIST_TIMEOUT": "120"},
+                 timeout=100)
+    assert res.returncode != 0
+    assert "No space left on device (an error on one rank only)" in res.stderr
+    assert "MPI_Abort" in res.stderr
+    assert time.time() - t0 < 60           # not the 120 s deadline: the failing rank ended the job itself
+    assert (tmp_path / "step_0000002.npz").exists()
+
+
+@pytest.mark.mpi
 @pytest.mark.shared
 def test_cli_on_two_ranks_gives_the_psnr_of_one_process(tmp_path, data_dir):
     args = ["-m", "tinysr", "train", "srcnn", "--scale", "3", "--iterations", "30", "--batch-size", "8",
