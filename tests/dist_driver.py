@@ -6,6 +6,8 @@ Jobs:
 * ``weights OUT``: a few steps of SRCNN, EDSR-baseline and a BatchNorm SRResNet; rank 0 writes the
   weights to ``OUT/<name>.npz``.  Also checks :func:`tinysr.distributed.ring_allreduce` against
   ``Allreduce`` and writes ``OUT/ring.json``.
+* ``nccl OUT [no-nccl]``: SRCNN on ``device="cuda"`` with fake CuPy and an NCCL stand-in (or, with
+  ``no-nccl``, a CuPy without NCCL: the buffer goes through the host and MPI).
 * ``run OUT STEPS [die_at [hang|raise]]``: SRCNN with checkpoints every 2 steps in ``OUT``; with ``die_at``,
   the last rank hangs (sleeps) or raises an error after that many steps.
 """
@@ -88,7 +90,7 @@ def job_run(out, steps, die_at=None, how="hang"):
     tr.run(steps, on_step=on_step)
 
 
-def job_nccl(out):
+def job_nccl(out, with_nccl=True):
     """SRCNN on ``device="cuda"`` with NumPy's stand-in for CuPy (``fake_cupy``) and a stand-in for NCCL that
     sums through MPI: the GPU path's plumbing (NCCL id from rank 0, one rank per GPU, device buffers, the
     completion poll) on a machine without a GPU."""
@@ -117,11 +119,14 @@ def job_nccl(out):
 
     nccl = types.SimpleNamespace(NCCL_FLOAT32=7, NCCL_FLOAT64=8, NCCL_SUM=0, NcclCommunicator=NcclCommunicator,
                                  get_unique_id=lambda: tuple(os.urandom(16)))
-    fake_cupy.cuda.nccl = nccl
+    if with_nccl:
+        fake_cupy.cuda.nccl = nccl
     fake_cupy.cuda.runtime.getDeviceCount = lambda: 2      # one GPU per rank
     fake_cupy._Device.use = lambda self: calls.append(f"device {self.id}")
     fake_cupy._Stream.record = lambda self: types.SimpleNamespace(done=True)
-    sys.modules.update({"cupy": fake_cupy, "cupy.cuda": fake_cupy.cuda, "cupy.cuda.nccl": nccl})
+    sys.modules.update({"cupy": fake_cupy, "cupy.cuda": fake_cupy.cuda})
+    if with_nccl:
+        sys.modules["cupy.cuda.nccl"] = nccl      # without it, `from cupy.cuda import nccl` fails as in a CuPy without NCCL
     conv_mod._cuda_autoload[:] = [True]          # no Numba CUDA kernels: NumPy code on device arrays
     conv_mod._default["cuda"] = None
     distributed._device_pointer = lambda buf: buf.ctypes.data
@@ -139,7 +144,7 @@ if __name__ == "__main__":
     if job == "weights":
         job_weights(out)
     elif job == "nccl":
-        job_nccl(out)
+        job_nccl(out, with_nccl=sys.argv[3:4] != ["no-nccl"])
     elif job == "run":
         job_run(out, int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None, *sys.argv[5:6])
     else:

@@ -237,3 +237,12 @@ def test_gpu_path_reduces_device_buffers_with_nccl(tmp_path):
     assert info["calls"] == ["device 0"] + [flat] * dist_driver.CASES["srcnn"][-1]
     assert info["on_device"]
     assert rel_error(dict(np.load(tmp_path / "srcnn_nccl.npz")), ref) < 1e-5
+
+
+@pytest.mark.mpi
+def test_gpu_path_without_nccl_reduces_through_the_host(tmp_path):
+    res = launch(2, HERE / "dist_driver.py", "nccl", tmp_path, "no-nccl")
+    assert res.returncode == 0, res.stderr[-3000:]
+    info = json.loads((tmp_path / "nccl.json").read_text())
+    assert info["calls"] == ["device 0"] and info["on_device"]       # its GPU chosen, NCCL never called
+    assert rel_error(dict(np.load(tmp_path / "srcnn_nccl.npz")), single_process("srcnn")) < 1e-5
