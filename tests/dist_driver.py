@@ -8,6 +8,7 @@ Jobs:
   ``Allreduce`` and writes ``OUT/ring.json``.
 * ``nccl OUT [no-nccl]``: SRCNN on ``device="cuda"`` with fake CuPy and an NCCL stand-in (or, with
   ``no-nccl``, a CuPy without NCCL: the buffer goes through the host and MPI).
+* ``mismatch OUT``: the last rank starts from another seed's weights.
 * ``run OUT STEPS [die_at [hang|raise]]``: SRCNN with checkpoints every 2 steps in ``OUT``; with ``die_at``,
   the last rank hangs (sleeps) or raises an error after that many steps.
 """
@@ -139,10 +140,19 @@ def job_nccl(out, with_nccl=True):
         (Path(out) / "nccl.json").write_text(json.dumps({"calls": calls, "on_device": on_device}))
 
 
+def job_mismatch(out):
+    """The last rank is given another seed: the start-up check must refuse to train."""
+    comm = distributed.from_environment()
+    tr = make_trainer("srcnn", comm, seed=1 if comm.rank == comm.size - 1 else 0)
+    tr.run(2)
+
+
 if __name__ == "__main__":
     job, out = sys.argv[1], sys.argv[2]
     if job == "weights":
         job_weights(out)
+    elif job == "mismatch":
+        job_mismatch(out)
     elif job == "nccl":
         job_nccl(out, with_nccl=sys.argv[3:4] != ["no-nccl"])
     elif job == "run":

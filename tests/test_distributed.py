@@ -165,6 +165,13 @@ def test_a_hung_rank_stops_the_run_and_it_resumes_on_any_rank_count(tmp_path):
 
 
 @pytest.mark.mpi
+def test_ranks_that_start_from_different_weights_are_refused(tmp_path):
+    res = launch(2, HERE / "dist_driver.py", "mismatch", tmp_path, timeout=100)
+    assert res.returncode != 0
+    assert "the 2 ranks start from different weights" in res.stderr, res.stderr[-3000:]
+
+
+@pytest.mark.mpi
 def test_an_error_on_one_rank_ends_every_rank_at_once(tmp_path):
     t0 = time.time()
     res = launch(2, HERE / "dist_driver.py", "run", tmp_path, 6, 3, "raise", env={"TINYSR_DIST_TIMEOUT": "120"},

@@ -286,8 +286,8 @@ class Communicator:
         both = np.concatenate([mine, -mine])
         self.wait(self.comm.Iallreduce(self.MPI.IN_PLACE, both, op=self.MPI.MAX), "the start-up check")
         if not np.array_equal(both[:3], -both[3:]):
-            what = "step" if both[0] != -both[3] else "weights" if both[1] != -both[4] else "sampler state"
-            raise ValueError(f"the {self.size} ranks start from different {what}s (rank {self.rank} is at step "
+            what = "steps" if both[0] != -both[3] else "weights" if both[1] != -both[4] else "sampler states"
+            raise ValueError(f"the {self.size} ranks start from different {what} (rank {self.rank} is at step "
                              f"{step}); every rank must see the same out_dir and seed")
         self.step = int(step)
 
