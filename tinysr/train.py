@@ -40,11 +40,19 @@ class Trainer:
     seed : seeds the sampler's generator
     meta : extra JSON metadata recorded in every checkpoint (model name, config, scale)
     explode_factor : a loss this many times the median of the last 50 counts as exploding
+    communicator : a :class:`tinysr.distributed.Communicator` for data-parallel training under
+        ``mpiexec`` (None: one process).  Each rank trains on its slice of every batch and the gradients
+        are all-reduced; only rank 0 evaluates, reports and writes files.
     """
 
     def __init__(self, model, sample, optimizer, *, loss=None, schedule=None, clip=None, evaluate=None,
                  eval_every=0, checkpoint_every=1000, out_dir=None, seed=0, meta=None, device="cpu",
-                 explode_factor=1e4, log=print, progress=True):
+                 explode_factor=1e4, log=print, progress=True, communicator=None):
+        self.communicator = communicator
+        if communicator is not None:
+            evaluate = communicator.evaluate_on_root(evaluate)
+            if not communicator.is_root:
+                progress, log = False, (lambda *args, **kwargs: None)
         self.model, self.sample, self.optimizer = model, sample, optimizer
         self.loss_fn = loss or F.mse_loss
         self.schedule, self.clip, self.evaluate = schedule, clip, evaluate
@@ -71,8 +79,11 @@ class Trainer:
         if start is not None:
             self.history["seconds"] = self._seconds_before + time.time() - start
 
+    def _writes(self):
+        return self.out_dir is not None and (self.communicator is None or self.communicator.is_root)
+
     def save_checkpoint(self):
-        if self.out_dir is None:
+        if not self._writes():
             return None
         self._clock()
         for name, p in self.model.named_parameters():
@@ -103,6 +114,8 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def train_step(self):
         x, y = self.sample(self.rng)
+        if self.communicator is not None:          # every rank drew the global batch; keep this rank's rows
+            x, y = self.communicator.local_batch(x, y)
         x, y = Tensor(to_device(x, self.device)), Tensor(to_device(y, self.device))
         # A diverging forward pass overflows; NumPy's RuntimeWarnings would only bury the sentence below,
         # which stops the run before the bad step is applied and says what to do.
@@ -114,13 +127,16 @@ class Trainer:
             else:
                 loss = self.loss_fn(self.model(x), y)
             value = loss.item()
+        if self.communicator is not None:          # gradients and loss of the global batch, on every rank
+            value = self.communicator.backward_and_reduce(loss, self.model, self.optimizer)
         if not math.isfinite(value) or self._exploding(value):
             raise TrainingDiverged(
                 f"the training loss became {value:.4g} at step {self.step + 1}; stopped before applying it. "
                 f"The last good checkpoint is kept{' in ' + str(self.out_dir) if self.out_dir else ''}. "
                 "Lower the learning rate or enable gradient clipping, then resume.")
-        self.optimizer.zero_grad()
-        loss.backward()
+        if self.communicator is None:
+            self.optimizer.zero_grad()
+            loss.backward()
         if self.clip is not None:
             self.clip(self.optimizer)
         self.optimizer.step()
@@ -142,6 +158,8 @@ class Trainer:
             bar = tqdm(total=iterations, initial=self.step, desc="training", unit="step", leave=True)
         t0 = time.time()
         self._run_start, self._seconds_before = t0, float(self.history.get("seconds", 0.0))
+        if self.communicator is not None:
+            self.communicator.check_same_start(self.step, self.model, self.rng)
         try:
             while self.step < iterations:
                 value = self.train_step()
@@ -172,6 +190,10 @@ class Trainer:
                     self.save_checkpoint()
                 if on_step is not None:
                     on_step(self)
+        except BaseException:
+            if self.communicator is not None:   # the other ranks would wait for this one's gradients
+                self.communicator.abort_at_exit()
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -184,7 +206,7 @@ class Trainer:
     # ------------------------------------------------------------------ outputs
     def write_history(self):
         """``history.json`` and ``curves.png`` (loss and evaluation curves) in ``out_dir``."""
-        if self.out_dir is None:
+        if not self._writes():
             return
         checkpoint.atomic_write_text(self.out_dir / "history.json", json.dumps(self.history))
         if self.history["loss"]:
