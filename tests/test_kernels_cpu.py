@@ -323,3 +323,15 @@ def test_run_parallel_tasks_see_the_callers_numpy_error_state():
             K.threads.run_parallel(nan_from_inf, range(3))
     with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
         K.threads.run_parallel(nan_from_inf, [0, 1])
+
+
+def test_numpy_ma_is_imported_before_kernel_threads_exist():
+    # Numba types every ndarray argument through np.ma, a lazy NumPy import; the first kernel calls of two pool
+    # threads at once raced on it (RecursionError in a 2-thread training run).  The kernels import it eagerly.
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = "import sys, tinysr_kernels.cpu.threads; assert 'numpy.ma' in sys.modules"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr

@@ -1034,6 +1034,10 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     if iterations is not None and epochs is not None:
         raise ValueError("give iterations or epochs, not both")
     device = backend.check_device(device)            # before any work: a missing GPU fails at once
+    from .distributed import from_environment
+    comm = from_environment(device)                  # under `mpiexec -n N`: one rank of a data-parallel run
+    if comm is not None and not comm.is_root:
+        log, progress = (lambda *args, **kwargs: None), False     # rank 0 speaks for the run
 
     # scale=(2, 3, 4): one network for several scales (VDSR's multi-scale training, MDSR)
     scales = tuple(options.check("scale", v) for v in (scale if isinstance(scale, (list, tuple)) else (scale,)))
@@ -1100,6 +1104,12 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     log(f"tinysr.train: {key} x{'+x'.join(map(str, scales))}, recipe {recipe_name!r} ({rec.optimizer}, lr "
         f"{lr or rec.lr:g}, batch {rec.batch_size}, patch {p if not multi else ps}), data {_describe(data)}, "
         f"device {device}")
+    if comm is not None:
+        if rec.batch_size < comm.size:
+            raise ValueError(f"a batch of {rec.batch_size} patches cannot be split over {comm.size} ranks: use "
+                             f"--batch-size {comm.size} or more, or fewer ranks")
+        log(f"  data parallel over {comm.size} ranks: each takes {rec.batch_size / comm.size:g} of the "
+            f"{rec.batch_size} patches of a step, and the gradients are all-reduced")
     images = _load_training_images(data, max(scales), min_side, log)
     samplers = {s: training_sampler(net, images, s, recipe=rec, recipe_name=recipe_name, patch_size=ps[s],
                                     batch_size=rec.batch_size, log=log) for s in scales}
@@ -1156,9 +1166,10 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
             "iterations": iterations, "data": _describe(data), "eval_data": _describe(eval_data)}
     trainer = Trainer(net, sample, opt, loss=_loss_fn(rec, net, scale, iterations), schedule=schedule, clip=clip, evaluate=evaluate_fn,
                       eval_every=eval_every, checkpoint_every=checkpoint_every, out_dir=out_dir, seed=seed, meta=meta,
-                      device=device, log=log, progress=progress)
-    for tmp in checkpoint.remove_stale_temporaries(out_dir):
-        log(f"==> removed {tmp.name}, a half-written file left by a run that was killed while saving")
+                      device=device, log=log, progress=progress, communicator=comm)
+    if comm is None or comm.is_root:             # rank 0 owns the run folder's files
+        for tmp in checkpoint.remove_stale_temporaries(out_dir):
+            log(f"==> removed {tmp.name}, a half-written file left by a run that was killed while saving")
     resumed = _resume(trainer, out_dir, meta, opt, schedule, iterations, log) if resume else None
     if resumed is None:
         evals = f"evaluating on {_describe(eval_data)} every {eval_every}" if eval_data is not None else "no evaluation"
@@ -1166,7 +1177,7 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     trainer.run(iterations)
     last = checkpoint.latest(out_dir)
     final = None
-    if eval_items is not None:
+    if eval_items is not None and (comm is None or comm.is_root):
         per_scale = {}
         for s in scales:
             if hasattr(net, "set_scale"):

@@ -112,7 +112,9 @@ def _cmd_train(args):
                         seed=args.seed, out_dir=args.out, resume=not args.fresh, eval_every=args.eval_every,
                         checkpoint_every=args.checkpoint_every, model_kwargs=kw,
                         progress=not args.no_progress)
-    print(f"done in {res.seconds / 60:.1f} min{_final_psnr(res)}; history and curves in {res.out_dir}")
+    from .distributed import launched_rank
+    if launched_rank() == 0:     # under mpiexec, rank 0 speaks for the run
+        print(f"done in {res.seconds / 60:.1f} min{_final_psnr(res)}; history and curves in {res.out_dir}")
 
 
 def _final_psnr(res):

@@ -48,11 +48,19 @@ class Trainer:
         exploding; the guard works from the second step on (the first can only be non-finite), and
         every checkpoint is preceded by the same test of the just-updated parameters on the step's
         own batch, so that no checkpoint is ever written from a diverged state.
+    communicator : a :class:`tinysr.distributed.Communicator` for data-parallel training under
+        ``mpiexec`` (None: one process).  Each rank trains on its slice of every batch and the gradients
+        are all-reduced; only rank 0 evaluates, reports and writes files.
     """
 
     def __init__(self, model, sample, optimizer, *, loss=None, schedule=None, clip=None, evaluate=None,
                  eval_every=0, checkpoint_every=1000, out_dir=None, seed=0, meta=None, device="cpu",
-                 explode_factor=1e4, log=print, progress=True):
+                 explode_factor=1e4, log=print, progress=True, communicator=None):
+        self.communicator = communicator
+        if communicator is not None:
+            evaluate = communicator.evaluate_on_root(evaluate)
+            if not communicator.is_root:
+                progress, log = False, (lambda *args, **kwargs: None)
         self.model, self.sample, self.optimizer = model, sample, optimizer
         self.loss_fn = loss or F.mse_loss
         self.schedule, self.clip, self.evaluate = schedule, clip, evaluate
@@ -113,8 +121,11 @@ class Trainer:
             raise TrainingDiverged(f"after step {self.step} the updated parameters give a loss of {value:.4g} on that "
                                    f"step's batch; no checkpoint is written from them and {self._kept()}. {ADVICE}.")
 
+    def _writes(self):
+        return self.out_dir is not None and (self.communicator is None or self.communicator.is_root)
+
     def save_checkpoint(self):
-        if self.out_dir is None:
+        if not self._writes():
             return None
         self._clock()
         self._check_updated_state()
@@ -161,18 +172,23 @@ class Trainer:
 
     def train_step(self):
         x, y = self.sample(self.rng)
+        if self.communicator is not None:          # every rank drew the global batch; keep this rank's rows
+            x, y = self.communicator.local_batch(x, y)
         x, y = Tensor(to_device(x, self.device)), Tensor(to_device(y, self.device))
         loss = self._loss(x, y, self.step, keep_graph=True)
         with np.errstate(over="ignore", invalid="ignore"):
             value = loss.item()
+        if self.communicator is not None:          # gradients and loss of the global batch, on every rank
+            value = self.communicator.backward_and_reduce(loss, self.model, self.optimizer)
         if not math.isfinite(value) or self._exploding(value):
             raise TrainingDiverged(
                 f"the training loss became {value:.4g} at step {self.step + 1}"
                 f"{f' (the median of the steps before was {self._reference():.4g})' if self.history['loss'] else ''}; "
                 f"stopped before applying it and {self._kept()}. {ADVICE}.")
         self._last_batch = (x, y, getattr(self.model, "scale", None))
-        self.optimizer.zero_grad()
-        loss.backward()
+        if self.communicator is None:
+            self.optimizer.zero_grad()
+            loss.backward()
         if self.clip is not None:
             self.clip(self.optimizer)
         self.optimizer.step()
@@ -198,6 +214,8 @@ class Trainer:
             bar = tqdm(total=iterations, initial=self.step, desc="training", unit="step", leave=True)
         t0 = time.time()
         self._run_start, self._seconds_before = t0, float(self.history.get("seconds", 0.0))
+        if self.communicator is not None:
+            self.communicator.check_same_start(self.step, self.model, self.rng)
         try:
             while self.step < iterations:
                 value = self.train_step()
@@ -228,6 +246,10 @@ class Trainer:
                     self.save_checkpoint()
                 if on_step is not None:
                     on_step(self)
+        except BaseException:
+            if self.communicator is not None:   # the other ranks would wait for this one's gradients
+                self.communicator.abort_at_exit()
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -240,7 +262,7 @@ class Trainer:
     # ------------------------------------------------------------------ outputs
     def write_history(self):
         """``history.json`` and ``curves.png`` (loss and evaluation curves) in ``out_dir``."""
-        if self.out_dir is None:
+        if not self._writes():
             return
         checkpoint.atomic_write_text(self.out_dir / "history.json", json.dumps(self.history))
         if self.history["loss"]:

@@ -40,6 +40,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+# Numba's argument typing reads ``np.ma``, which NumPy imports lazily on first use; two pool threads making
+# their first kernel call at once can both start that import and recurse until RecursionError.  Importing
+# it here, before any thread exists, removes the race.
+import numpy.ma  # noqa: F401,E402
 
 _configured = False
 _threads = os.cpu_count() or 1
