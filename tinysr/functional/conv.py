@@ -26,108 +26,8 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function, Tensor
-
-
-def _pair(v):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"expected an int or a pair, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
-
-
-def conv_output_size(size, k, stride, padding):
-    """Output length of a convolution along one axis: ``(size + 2p - k) // s + 1``."""
-    return (size + 2 * padding - k) // stride + 1
-
-
-def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0)):
-    """Unfold ``x`` (N, C, H, W) into columns of shape (C*kh*kw, N*OH*OW).
-
-    Row ``(c, u, v)`` holds the pixels that kernel tap (u, v) of input channel c multiplies, for
-    every output position (n, i, j) in order.  Zero padding of ``padding`` pixels is applied first.
-    """
-    xp = backend.get_array_module(x)
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    if oh <= 0 or ow <= 0:
-        raise ValueError(f"the input {h}x{w} is smaller than the {kh}x{kw} kernel (padding {ph},{pw})")
-    if ph or pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    # Channel-major view so each kernel offset writes one contiguous (C, N, OH, OW) block.
-    xt = x.transpose(1, 0, 2, 3)
-    cols = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            cols[:, u, v] = xt[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw]
-    return cols.reshape(c * kh * kw, n * oh * ow)
-
-
-def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0)):
-    """The adjoint of :func:`im2col`: add columns (C*kh*kw, N*OH*OW) back into an image of ``x_shape``.
-
-    Where windows overlap (stride < kernel) the contributions are summed, which is what makes this
-    the gradient of im2col and the scatter step of a transposed convolution.
-    """
-    xp = backend.get_array_module(cols)
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    cols = cols.reshape(c, kh, kw, n, oh, ow)
-    out = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            out[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw] += cols[:, u, v]
-    out = out[:, :, ph:ph + h, pw:pw + w]
-    return out.transpose(1, 0, 2, 3)
-
-
-def _to_nchw(y2, n, oh, ow):
-    """(O, N*OH*OW) GEMM result -> contiguous (N, O, OH, OW)."""
-    xp = backend.get_array_module(y2)
-    return xp.ascontiguousarray(y2.reshape(-1, n, oh, ow).transpose(1, 0, 2, 3))
-
-
-def _from_nchw(y):
-    """(N, O, OH, OW) -> (O, N*OH*OW), the layout the GEMMs use."""
-    n, o, oh, ow = y.shape
-    return y.transpose(1, 0, 2, 3).reshape(o, n * oh * ow)
-
-
-class NumpyConvImpl:
-    """The three linear maps of a convolution, written with im2col/col2im + GEMM.
-
-    * ``forward(x, w, stride, padding)``            y = conv(x, w)
-    * ``backward_data(gy, w, x_shape, ...)``        the adjoint in x: col2im(W^T @ gy)
-    * ``backward_weight(x, gy, w_shape, ...)``      the adjoint in w: gy @ im2col(x)^T
-
-    ``backward_weight`` recomputes the columns instead of keeping them from the forward pass: the
-    column matrix is kh*kw times larger than the input (81x for SRCNN's first layer), and one extra
-    im2col is cheap next to the GEMM.
-    """
-
-    name = "numpy"
-
-    @staticmethod
-    def forward(x, w, stride, padding):
-        n, _, h, wd = x.shape
-        o, _, kh, kw = w.shape
-        oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
-        cols = im2col(x, kh, kw, stride, padding)
-        return _to_nchw(w.reshape(o, -1) @ cols, n, oh, ow)
-
-    @staticmethod
-    def backward_data(gy, w, x_shape, stride, padding):
-        o, _, kh, kw = w.shape
-        dcols = w.reshape(o, -1).T @ _from_nchw(gy)
-        return col2im(dcols, x_shape, kh, kw, stride, padding)
-
-    @staticmethod
-    def backward_weight(x, gy, w_shape, stride, padding):
-        o, _, kh, kw = w_shape
-        cols = im2col(x, kh, kw, stride, padding)
-        return (_from_nchw(gy) @ cols.T).reshape(w_shape)
+from .conv_reference import (NumpyConvImpl, WinogradImpl, _pair, col2im, conv_output_size,  # noqa: F401
+                             conv_transpose_output_size, im2col)
 
 
 _IMPLS = {"numpy": NumpyConvImpl}
@@ -270,11 +170,6 @@ class Conv2d(Function):
             gx = self.impl.backward_data(gy, w, x.shape, self.stride, self.padding) if need_x else None
             gw = self.impl.backward_weight(x, gy, w.shape, self.stride, self.padding)
         return (gx, gw) if len(self.inputs) == 2 else (gx, gw, _bias_grad(gy, self.impl))
-
-
-def conv_transpose_output_size(size, k, stride, padding, output_padding):
-    """Output length of a transposed convolution: ``(size - 1)*s - 2p + k + output_padding``."""
-    return (size - 1) * stride - 2 * padding + k + output_padding
 
 
 class ConvTranspose2d(Function):
