@@ -80,10 +80,11 @@ def test_float64_winograd_maps_are_adjoint(m, p):
     np.testing.assert_allclose(y, NumpyConvImpl.forward(x, w, s, pad), atol=1e-12)
 
 
-def test_filter_cache_follows_in_place_updates():
+def test_filter_cache_follows_in_place_updates(monkeypatch):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
     impl = WinogradImpl(4)
+    monkeypatch.setattr(filter_cache, "active", lambda: True)
     filter_cache.clear()
     y0 = impl.forward(x, w, (1, 1), (1, 1))
     calls = []
@@ -207,6 +208,25 @@ def test_ops_with_winograd_forced_match_im2col(monkeypatch, algorithm, transpose
         out[env] = (y.data, x.grad, w.grad, b.grad)
     for got, ref in zip(out[algorithm], out["im2col"]):
         np.testing.assert_allclose(got, ref, atol=2e-5 * np.abs(ref).max())
+
+
+def test_filter_cache_is_used_at_inference_only(monkeypatch):
+    from tinysr import no_grad
+    rng = np.random.default_rng(0)
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
+    x = Tensor(rng.standard_normal((1, 3, 8, 8)).astype(np.float32))
+    filter_cache.clear()
+    C.set_conv_impl("numpy")
+    monkeypatch.setenv("TINYSR_CONV", "winograd4")
+    try:
+        C.conv2d(x, w, padding=1).backward(np.ones((1, 4, 8, 8), np.float32))
+        assert not filter_cache._entries                      # training: nothing kept
+        with no_grad():
+            C.conv2d(x, w, padding=1)
+        assert len(filter_cache._entries) == 1
+    finally:
+        C.set_conv_impl(None)
+        filter_cache.clear()
 
 
 def test_kernels_import_only_the_reference_layer():

@@ -232,21 +232,28 @@ def flipped_filters(w):
 
 
 class FilterCache:
-    """Transformed filters kept between calls, keyed by the weight array and its parameter version.
+    """Transformed filters kept between calls at inference, keyed by the weight array and its version.
 
     At inference the same weights meet every image, and ``G w G^T`` need not be recomputed.  The key is
     the array's identity (its id and data address) and a *version*: a copy of the weights the entry was
-    made from, compared on lookup, so an optimiser's in-place update (``p.data -= lr * g``) or a loaded
-    state dict invalidates the entry without anyone having to announce it.  A comparison reads the
-    weights once, far cheaper than the transform; entries die with their arrays (at most ``size``).
+    made from, compared on lookup, so an in-place update (``p.data -= lr * g``) or a loaded state dict
+    invalidates the entry without anyone having to announce it.  A comparison reads the weights once,
+    far cheaper than the transform.  At most ``size`` entries are kept, oldest out first.
+
+    ``active`` says whether to use the cache for the current call; :mod:`tinysr.functional.dispatch`
+    sets it to "gradients are off" -- during training every step changes the weights, and keeping a
+    transform per layer would only add to the step's peak memory.
     """
 
     def __init__(self, size=256):
         self.size = size
         self._entries = {}
+        self.active = lambda: True
 
     def get(self, w, key, make):
         """``make(w)`` for ``(w, key)``, from the cache when ``w`` has not changed since it was made."""
+        if not self.active():
+            return make(w)
         ident = (id(w), w.__array_interface__["data"][0], w.shape, w.dtype.str, key)
         hit = self._entries.get(ident)
         if hit is not None and np.array_equal(hit[0], w):

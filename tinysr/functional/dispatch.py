@@ -28,7 +28,8 @@ import os
 import warnings
 
 from .. import backend
-from .conv_reference import NumpyConvImpl, WinogradImpl, winograd_tiles, winograd_usable
+from ..autograd import is_grad_enabled
+from .conv_reference import NumpyConvImpl, WinogradImpl, filter_cache, winograd_tiles, winograd_usable
 
 ALGORITHMS = ("im2col", "winograd2", "winograd4")
 
@@ -38,6 +39,9 @@ _registry = {("numpy", "im2col"): NumpyConvImpl,
              ("numpy", "winograd4"): WinogradImpl(4)}
 _chosen = {"cpu": None, "cuda": None}   # set_conv_impl's backend per device kind; None = the default
 _loaded = {}                            # "cpu"/"cuda" -> the kernel module once tried (or False)
+
+# Winograd's transformed filters are kept between calls only at inference (see FilterCache).
+filter_cache.active = lambda: not is_grad_enabled()
 
 
 def register_conv_impl(name, impl, device="cpu", algorithm="im2col"):
