@@ -39,6 +39,9 @@ def final_psnr(run_dir):
 def run(model, algorithm, iterations, seed, out, threads):
     env = {**os.environ, "TINYSR_CONV": algorithm, "PYTHONPATH": str(REPO),
            "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    shared = REPO.parent / "shared" / "data"        # the workplace's copy of T91 and Set5, as the tests use
+    if "TINYSR_DATA" not in env and shared.is_dir():
+        env["TINYSR_DATA"] = str(shared)
     cmd = [sys.executable, "-m", "tinysr", "train", model, "--scale", "2", "--iterations", str(iterations),
            "--seed", str(seed), "--eval-every", str(iterations), "--checkpoint-every", str(iterations),
            "--out", str(out), "--fresh", "--no-progress"]
