@@ -138,16 +138,15 @@ def choose(x_shape, w_shape, stride, padding, backend_name="numba"):
     """The algorithm for a convolution of ``x_shape`` with ``w_shape`` on ``backend_name``.
 
     ``TINYSR_CONV`` wins wherever its algorithm applies (Winograd: stride-1 3x3, padding 0-2).
-    Otherwise the rule, measured with the Numba kernels on 3x3 layers with batch 16 (forward and
-    forward + both gradients; see ``benchmarks/README.md``): Winograd pays where the GEMMs carry the
-    cost, i.e. at least 32 input and 32 output channels -- with 16 the tile transforms, whose work
-    grows with the channels while the GEMMs' shrinks with their square, made it 3x slower than
-    im2col, with 32 it was 1.1-1.2x faster, with 64 1.4-2x.  F(4x4,3x3) (4x fewer multiplies, 36
-    positions) beats F(2x2,3x3) (2.25x, 16 positions) once the map holds at least 4 x 4 output tiles
-    of 4 x 4 pixels (13 x 13 pixels and up); on smaller maps F(4x4)'s overhanging tiles waste too much
-    and F(2x2) was the fastest of the three.  Layers with few channels (SRCNN, FSRCNN's mapping, every
-    first and last layer) stay on im2col, whose Numba path also has direct kernels for 1-3 output
-    channels.  The NumPy backend keeps im2col unless forced: it is the version to read first.
+    Otherwise the rule, measured with the Numba kernels on 3x3 layers (the numbers are in
+    ``benchmarks/README.md``, "Winograd"): Winograd pays where the GEMMs carry the cost, i.e. with at
+    least 32 input and 32 output channels -- the tile transforms' work grows with the channels, the
+    GEMMs' with their square, and at 16 channels the transforms dominate and im2col wins.  F(4x4,3x3)
+    (4x fewer multiplies, 36 positions) beats F(2x2,3x3) (2.25x, 16 positions) once the map holds at
+    least 4 x 4 output tiles of 4 x 4 pixels (13 x 13 pixels and up); on smaller maps F(4x4)'s
+    overhanging tiles waste too much.  Layers with few channels (SRCNN, FSRCNN's mapping, every first
+    and last layer) stay on im2col, whose Numba path also has direct kernels for 1-3 output channels.
+    The NumPy backend keeps im2col unless forced: it is the version to read first.
     """
     forced = forced_algorithm()
     if forced is not None:
