@@ -32,5 +32,5 @@ def enable():
     return CONV_IMPLS
 
 
-__all__ = ["NumbaConvImpl", "NumbaWinogradImpl", "CONV_IMPLS", "enable", "im2col", "col2im", "bias_grad", "pixel_shuffle", "pixel_unshuffle_array",
-           "release_buffers", "threads"]
+__all__ = ["NumbaConvImpl", "NumbaWinogradImpl", "CONV_IMPLS", "enable", "im2col", "col2im", "bias_grad",
+           "pixel_shuffle", "pixel_unshuffle_array", "release_buffers", "threads"]

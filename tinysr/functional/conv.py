@@ -126,4 +126,4 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 __all__ = ["conv2d", "conv_transpose2d", "im2col", "col2im", "Conv2d", "ConvTranspose2d",
            "register_conv_impl", "set_conv_impl", "conv_output_size", "conv_transpose_output_size",
-           "NumpyConvImpl", "conv_impl", "cpu_kernels", "Tensor"]
+           "NumpyConvImpl", "WinogradImpl", "conv_impl", "cpu_kernels", "Tensor"]
