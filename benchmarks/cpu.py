@@ -2,6 +2,7 @@
 
     python benchmarks/cpu.py            # full run (a few minutes on 2 cores)
     python benchmarks/cpu.py --quick    # fewer repetitions, for a smoke test
+    python benchmarks/cpu.py --layers   # only the per-layer table (one 64 -> 64 3x3 convolution)
 
 For SRCNN (batch 128 of 33x33 Y patches), FSRCNN x3 (batch 128 of 11x11 LR patches), VDSR (batch 16
 of 41x41) and EDSR-baseline x2 (batch 16 of 48x48 RGB) it measures, with both frameworks on the same
@@ -19,6 +20,13 @@ memory, uses more).  Memory is measured in a fresh subprocess per (framework, mo
 before them, after imports, model and
 batch exist and one single-sample warm-up step has compiled the kernels -- so it counts everything a step allocates (activations, gradients, optimiser state,
 column buffers, BLAS and allocator caches) and nothing the imports cost.
+
+The per-layer table times one 64 -> 64 3x3 convolution (stride 1, padding 1, with bias) at VDSR's,
+EDSR's and one whole image's shape with each algorithm tinysr has (im2col, Winograd F(2x2,3x3) and
+F(4x4,3x3)) and with PyTorch, forward alone and forward + both gradients, in milliseconds and in
+*direct-equivalent GFLOP/s* (2 x the multiply-adds of the direct convolution / time), beside the
+sgemm rate of NumPy's OpenBLAS measured in the same run: an algorithm that does fewer multiplies can
+go past that roofline, im2col cannot.
 
 Results go to ``benchmarks/results/cpu.json`` and a markdown table to stdout.
 """
@@ -298,6 +306,91 @@ def measure_memory(framework, name, threads):
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
 
 
+# ---------------------------------------------------------------------------------------------- layers
+LAYER_SHAPES = {"VDSR 16x64x41x41": (16, 41, 41), "EDSR 16x64x48x48": (16, 48, 48), "image 1x64x256x256": (1, 256, 256)}
+
+
+def sgemm_gflops(threads, reps):
+    """NumPy-OpenBLAS sgemm rate through tinysr's ``threads.gemm`` (the way the kernels call it), GFLOP/s:
+    a 64 x 576 by 576 x 26896 product, the im2col GEMM of VDSR's layer, best of ``reps``."""
+    from tinysr_kernels.cpu import threads as th
+    rng = np.random.default_rng(0)
+    a, b = rng.random((64, 576), dtype=np.float32), rng.random((576, 26896), dtype=np.float32)
+    out = np.empty((64, 26896), np.float32)
+    th.gemm(a, b, out)
+    best = min(_time(lambda: th.gemm(a, b, out), 3) for _ in range(reps))
+    return 2 * 64 * 576 * 26896 / best / 1e9
+
+
+def layer_table(threads, reps):
+    """Milliseconds and direct-equivalent GFLOP/s of one 64 -> 64 3x3 layer per algorithm (see the docstring)."""
+    import torch
+    import tinysr_kernels.cpu as K
+    out = {"sgemm_gflops": sgemm_gflops(threads, reps), "layers": {}}
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    s, p = (1, 1), (1, 1)
+    for label, (n, h, wd) in LAYER_SHAPES.items():
+        x = rng.standard_normal((n, 64, h, wd)).astype(np.float32)
+        gy = rng.standard_normal((n, 64, h, wd)).astype(np.float32)
+        flops = 2 * n * 64 * 64 * 9 * h * wd
+        fns = {}
+        for alg, impl in K.CONV_IMPLS.items():
+            def fwd(impl=impl):
+                return impl.forward(x, w, s, p, bias=b)
+
+            def train(impl=impl):
+                impl.forward(x, w, s, p, bias=b)
+                if hasattr(impl, "backward"):
+                    impl.backward(x, w, gy, s, p, True)
+                else:
+                    impl.backward_data(gy, w, x.shape, s, p)
+                    impl.backward_weight(x, gy, w.shape, s, p)
+            fns[alg] = (fwd, train)
+        xt, wt, bt, gt = (torch.from_numpy(a) for a in (x, w, b, gy))
+
+        def t_fwd():
+            with torch.no_grad():
+                return torch.nn.functional.conv2d(xt, wt, bt, padding=1)
+
+        def t_train():
+            xr, wr, br = (a.detach().requires_grad_() for a in (xt, wt, bt))
+            torch.nn.functional.conv2d(xr, wr, br, padding=1).backward(gt)
+        fns["torch"] = (t_fwd, t_train)
+        row = {}
+        for mode in (0, 1):
+            for f in fns.values():
+                f[mode]()                                  # compile, warm buffers
+            times = {k: [] for k in fns}
+            for r in range(reps):                          # interleaved, rotating the order
+                names = list(fns)
+                names = names[r % len(names):] + names[:r % len(names)]
+                for k in names:
+                    times[k].append(_time(fns[k][mode], 1))
+            for k, ts in times.items():
+                ms = statistics.median(ts) * 1e3
+                row.setdefault(k, {})["train_ms" if mode else "forward_ms"] = ms
+                row[k]["train_gflops" if mode else "forward_gflops"] = (3 if mode else 1) * flops / ms / 1e6
+        out["layers"][label] = row
+        print(f"{label}: " + ", ".join(f"{k} {v['forward_ms']:.1f}/{v['train_ms']:.1f} ms" for k, v in row.items()),
+              flush=True)
+    return out
+
+
+def layer_markdown(res):
+    """The per-layer results as a markdown table (forward; forward + both gradients)."""
+    rows = ["| layer | algorithm | forward ms | GFLOP/s | fwd+bwd ms | GFLOP/s |", "|---|---|---|---|---|---|"]
+    for label, row in res["layers"].items():
+        for k, v in row.items():
+            rows.append(f"| {label} | {k} | {v['forward_ms']:.1f} | {v['forward_gflops']:.0f} "
+                        f"| {v['train_ms']:.1f} | {v['train_gflops']:.0f} |")
+    rows.append(f"\nsgemm (NumPy's OpenBLAS through tinysr's threads.gemm) in the same run: "
+                f"{res['sgemm_gflops']:.0f} GFLOP/s.  GFLOP/s are direct-equivalent: 2 x multiply-adds of "
+                "the direct convolution (x3 for forward + both gradients) / time.")
+    return "\n".join(rows)
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -306,6 +399,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=None, help="interleaved repetitions per measurement")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--layers", action="store_true", help="only the per-layer table")
+    ap.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     ap.add_argument("--json", default=str(HERE / "results" / "cpu.json"))
     ap.add_argument("--_memory", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -328,7 +423,11 @@ def main():
                           "memory": "peak RSS (VmHWM, reset before) during 3 training steps minus RSS before them, "
                                     "each framework alone in a fresh subprocess"},
                "models": {}}
-    for name in args.models.split(","):
+    if not args.no_layers:
+        results["layer_3x3_64"] = layer_table(args.threads, reps)
+        print()
+        print(layer_markdown(results["layer_3x3_64"]), flush=True)
+    for name in ([] if args.layers else args.models.split(",")):
         n = SHAPES[name][0]
         x, t = batch(name)
         ours = tinysr_model(name)
@@ -353,7 +452,8 @@ def main():
         conv_impl_name = conv_mod.conv_impl(x).name
         entry = {"train_patches_per_s": train, "train_ratio": train["tinysr"] / train["torch"],
                  "infer_images_per_s": infer, "infer_ratio": infer["tinysr"] / infer["torch"],
-                 "first_step_s": {"tinysr": first_ours, "torch": first_theirs}, "conv_impl": conv_impl_name}
+                 "first_step_s": {"tinysr": first_ours, "torch": first_theirs}, "conv_impl": conv_impl_name,
+                 "conv_algorithm": os.environ.get("TINYSR_CONV", "auto") or "auto"}
         if not args.no_memory:
             mo, mt = measure_memory("tinysr", name, args.threads), measure_memory("torch", name, args.threads)
             entry["train_peak_mib"] = {"tinysr": mo / 2**20, "torch": mt / 2**20}

@@ -18,7 +18,7 @@ import pytest
 
 import tinysr
 from tinysr import backend
-from tinysr.functional import conv as conv_mod
+from tinysr.functional import dispatch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import fake_cupy  # noqa: E402
@@ -62,8 +62,7 @@ def gpu(request, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
     monkeypatch.setattr(backend, "_cupy", None)
     # No Numba CUDA kernels on a machine without a GPU: convolutions run the NumPy code on device arrays.
-    monkeypatch.setattr(conv_mod, "_cuda_autoload", [True])
-    monkeypatch.setitem(conv_mod._default, "cuda", None)
+    monkeypatch.setitem(dispatch._loaded, "cuda", False)     # tried, and unavailable
     yield _Device(fake_cupy, fake=True)
 
 

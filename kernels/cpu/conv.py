@@ -1,6 +1,6 @@
 """The fast CPU convolution: :class:`NumbaConvImpl`, registered with tinysr as ``"numba"``.
 
-Same three linear maps as :class:`tinysr.functional.conv.NumpyConvImpl` (forward, backward_data,
+Same three linear maps as :class:`tinysr.functional.conv_reference.NumpyConvImpl` (forward, backward_data,
 backward_weight), plus a fused ``backward`` that computes both gradients in one pass.  What makes it
 lean in time and memory:
 
@@ -30,7 +30,7 @@ lean in time and memory:
 """
 import numpy as np
 
-from tinysr.functional.conv import NumpyConvImpl, conv_output_size
+from tinysr.functional.conv_reference import NumpyConvImpl, conv_output_size
 
 from . import direct, shifted
 from .im2col import add_bias_rows, cm_to_nchw_bias, col2im_into, im2col_into, nchw_to_cm

@@ -88,7 +88,7 @@ def _pair(v):
 
 @check
 def _im2col(dev):
-    from tinysr.functional.conv import im2col as twin
+    from tinysr.functional.conv_reference import im2col as twin
     from tinysr_kernels.cuda import im2col
     for i, (n, c, h, w, kh, kw, s, p) in enumerate(CONV_CASES):
         dtype = np.float32 if i % 2 == 0 else np.float64
@@ -105,8 +105,8 @@ def _im2col(dev):
 
 @check
 def _col2im(dev):
-    from tinysr.functional.conv import col2im as twin
-    from tinysr.functional.conv import conv_output_size
+    from tinysr.functional.conv_reference import col2im as twin
+    from tinysr.functional.conv_reference import conv_output_size
     from tinysr_kernels.cuda import col2im
     for i, (n, c, h, w, kh, kw, s, p) in enumerate(CONV_CASES):
         dtype = np.float64 if i % 2 == 0 else np.float32
@@ -234,7 +234,7 @@ def _sgemm(dev):
 
 @check
 def _conv(dev):
-    from tinysr.functional.conv import NumpyConvImpl, conv_output_size, conv_transpose_output_size
+    from tinysr.functional.conv_reference import NumpyConvImpl, conv_output_size, conv_transpose_output_size
     from tinysr_kernels.cuda import CudaConvImpl
     for i, (n, c, h, w, kh, kw, s, p) in enumerate(CONV_CASES[:4]):
         dtype = np.float64 if i % 2 else np.float32

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function
-from .conv import cpu_kernels
+from .dispatch import cpu_kernels
 
 
 def _fast(*arrays):

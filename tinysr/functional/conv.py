@@ -1,233 +1,23 @@
-"""Convolution and transposed convolution as im2col + one GEMM.
+"""Convolution and transposed convolution as differentiable ops.
 
 A 2-D convolution (cross-correlation, as in PyTorch and Caffe) of ``x`` (N, C, H, W) with weights
 ``W`` (O, C, kh, kw) is
 
     y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] * x_pad[n, c, s*i + u, s*j + v].
 
-*im2col* copies, for every kernel offset (u, v), the strided window of ``x_pad`` that this offset
-touches into one row of a "column" matrix of shape (C*kh*kw, N*OH*OW).  The whole convolution is then
-one matrix product ``W.reshape(O, -1) @ cols`` -- a GEMM, which BLAS runs near the machine's peak.
+It is linear in ``x`` and in ``W``, so its backward is two more linear maps: the input gradient (the
+adjoint in x) and the weight gradient (the adjoint in W).  The input gradient of a convolution is the
+forward pass of a *transposed* convolution, and the reverse: the two ops below are each other's
+backward and share the same three maps.
 
-The gradient with respect to the input is the *transpose* of that linear map: ``W^T @ dY`` gives
-column gradients, and *col2im* adds each column back into the window it was copied from.  That is
-exactly the forward pass of a transposed convolution, and the forward pass of a transposed
-convolution is the input-gradient of a convolution: the two ops are each other's backward, and this
-file implements both from the same three functions.
-
-These NumPy functions are the readable teaching version (vectorised over kernel offsets, never a
-Python loop over pixels).  Faster implementations (Numba on the CPU, CUDA on the GPU) live in
-``kernels/`` and are tested against these.
+How the maps are computed -- im2col + GEMM or Winograd's minimal filtering, in NumPy
+(:mod:`.conv_reference`, the version to read) or in Numba/CUDA kernels -- is chosen per layer by
+:mod:`.dispatch`; the ops here only call what it returns.
 """
-import os
-import warnings
-
-import numpy as np
-
-from .. import backend
 from ..autograd import Function, Tensor
-
-
-def _pair(v):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"expected an int or a pair, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
-
-
-def conv_output_size(size, k, stride, padding):
-    """Output length of a convolution along one axis: ``(size + 2p - k) // s + 1``."""
-    return (size + 2 * padding - k) // stride + 1
-
-
-def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0)):
-    """Unfold ``x`` (N, C, H, W) into columns of shape (C*kh*kw, N*OH*OW).
-
-    Row ``(c, u, v)`` holds the pixels that kernel tap (u, v) of input channel c multiplies, for
-    every output position (n, i, j) in order.  Zero padding of ``padding`` pixels is applied first.
-    """
-    xp = backend.get_array_module(x)
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    if oh <= 0 or ow <= 0:
-        raise ValueError(f"the input {h}x{w} is smaller than the {kh}x{kw} kernel (padding {ph},{pw})")
-    if ph or pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    # Channel-major view so each kernel offset writes one contiguous (C, N, OH, OW) block.
-    xt = x.transpose(1, 0, 2, 3)
-    cols = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            cols[:, u, v] = xt[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw]
-    return cols.reshape(c * kh * kw, n * oh * ow)
-
-
-def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0)):
-    """The adjoint of :func:`im2col`: add columns (C*kh*kw, N*OH*OW) back into an image of ``x_shape``.
-
-    Where windows overlap (stride < kernel) the contributions are summed, which is what makes this
-    the gradient of im2col and the scatter step of a transposed convolution.
-    """
-    xp = backend.get_array_module(cols)
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    n, c, h, w = x_shape
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    cols = cols.reshape(c, kh, kw, n, oh, ow)
-    out = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    for u in range(kh):
-        for v in range(kw):
-            out[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw] += cols[:, u, v]
-    out = out[:, :, ph:ph + h, pw:pw + w]
-    return out.transpose(1, 0, 2, 3)
-
-
-def _to_nchw(y2, n, oh, ow):
-    """(O, N*OH*OW) GEMM result -> contiguous (N, O, OH, OW)."""
-    xp = backend.get_array_module(y2)
-    return xp.ascontiguousarray(y2.reshape(-1, n, oh, ow).transpose(1, 0, 2, 3))
-
-
-def _from_nchw(y):
-    """(N, O, OH, OW) -> (O, N*OH*OW), the layout the GEMMs use."""
-    n, o, oh, ow = y.shape
-    return y.transpose(1, 0, 2, 3).reshape(o, n * oh * ow)
-
-
-class NumpyConvImpl:
-    """The three linear maps of a convolution, written with im2col/col2im + GEMM.
-
-    * ``forward(x, w, stride, padding)``            y = conv(x, w)
-    * ``backward_data(gy, w, x_shape, ...)``        the adjoint in x: col2im(W^T @ gy)
-    * ``backward_weight(x, gy, w_shape, ...)``      the adjoint in w: gy @ im2col(x)^T
-
-    ``backward_weight`` recomputes the columns instead of keeping them from the forward pass: the
-    column matrix is kh*kw times larger than the input (81x for SRCNN's first layer), and one extra
-    im2col is cheap next to the GEMM.
-    """
-
-    name = "numpy"
-
-    @staticmethod
-    def forward(x, w, stride, padding):
-        n, _, h, wd = x.shape
-        o, _, kh, kw = w.shape
-        oh, ow = conv_output_size(h, kh, stride[0], padding[0]), conv_output_size(wd, kw, stride[1], padding[1])
-        cols = im2col(x, kh, kw, stride, padding)
-        return _to_nchw(w.reshape(o, -1) @ cols, n, oh, ow)
-
-    @staticmethod
-    def backward_data(gy, w, x_shape, stride, padding):
-        o, _, kh, kw = w.shape
-        dcols = w.reshape(o, -1).T @ _from_nchw(gy)
-        return col2im(dcols, x_shape, kh, kw, stride, padding)
-
-    @staticmethod
-    def backward_weight(x, gy, w_shape, stride, padding):
-        o, _, kh, kw = w_shape
-        cols = im2col(x, kh, kw, stride, padding)
-        return (_from_nchw(gy) @ cols.T).reshape(w_shape)
-
-
-_IMPLS = {"numpy": NumpyConvImpl}
-_default = {"cpu": None, "cuda": None}    # fast implementation registered for each device kind
-_preferred = {"cpu": None, "cuda": None}  # the user's explicit choice (set_conv_impl), None = default
-_autoload = {"cpu": None}                 # None: not tried yet; then the loaded module or False
-
-# Values of TINYSR_KERNELS that keep the CPU on the NumPy teaching version.
-_OFF = ("numpy", "0", "off", "false", "none")
-
-
-def register_conv_impl(name, impl, device="cpu", prefer=True):
-    """Plug in a faster implementation of the three conv maps (used by ``kernels/``).
-
-    ``impl`` has ``forward``, ``backward_data`` and ``backward_weight`` with the signatures of
-    :class:`NumpyConvImpl`; optionally ``fuses_bias = True`` (``forward`` takes ``bias=``), a fused
-    ``backward(x, w, gy, stride, padding, need_x)`` and ``bias_grad(gy)``.  With ``prefer`` it becomes
-    the default for ``device``; an explicit :func:`set_conv_impl` choice still wins.
-    """
-    _IMPLS[name] = impl
-    if prefer:
-        _default[device] = name
-
-
-def set_conv_impl(name=None, device="cpu"):
-    """Choose the implementation by name: ``"numpy"`` for the teaching version (on the CPU this also
-    switches the Numba activation and pixel-shuffle kernels off), ``"numba"`` for the fast CPU kernels,
-    ``None`` for the default (the fast kernels, unless the environment says ``TINYSR_KERNELS=numpy``).
-    """
-    if name == "numba" and device == "cpu" and "numba" not in _IMPLS:
-        _load_cpu_kernels(force=True)
-    if name is not None and name not in _IMPLS:
-        raise ValueError(f"unknown convolution implementation {name!r}; registered: {sorted(_IMPLS)}")
-    _preferred[device] = name
-
-
-def _load_cpu_kernels(force=False):
-    """Import ``tinysr_kernels.cpu`` once (lazily: Numba costs time to import) and register it."""
-    if _autoload["cpu"] is not None and not force:
-        return _autoload["cpu"]
-    _autoload["cpu"] = False
-    if not force and os.environ.get("TINYSR_KERNELS", "").strip().lower() in _OFF:
-        return False
-    try:
-        import tinysr_kernels.cpu as kernels
-    except ImportError as exc:  # e.g. Numba missing: the NumPy path still works, just slower
-        warnings.warn(f"tinysr: the Numba CPU kernels are unavailable ({exc}); using the NumPy version")
-        return False
-    kernels.enable()
-    _autoload["cpu"] = kernels
-    return kernels
-
-
-def cpu_kernels():
-    """The ``tinysr_kernels.cpu`` module when the fast CPU path is in use, else None.
-
-    Activations and pixel shuffle ask this so that ``set_conv_impl("numpy")`` or ``TINYSR_KERNELS=numpy``
-    puts the whole CPU path back on the NumPy twins.
-    """
-    if _preferred["cpu"] == "numpy":
-        return None
-    kernels = _load_cpu_kernels()
-    return kernels or None
-
-
-_cuda_autoload = []  # [True] once tinysr_kernels.cuda has been tried
-
-
-def _load_cuda_kernels():
-    """Register ``tinysr_kernels.cuda.CudaConvImpl`` for "cuda" the first time a CuPy array reaches a conv.
-
-    Lazy, so that ``import tinysr`` never imports Numba's CUDA support.  When Numba cannot compile
-    CUDA kernels here (no NVVM, say), the CuPy run of the NumPy code above is used instead.
-    """
-    if _cuda_autoload:
-        return
-    _cuda_autoload.append(True)
-    try:
-        from tinysr_kernels.cuda.conv import CudaConvImpl
-        ok, reason = CudaConvImpl.available()
-    except Exception as exc:  # Numba missing, or its CUDA support failing to load
-        ok, reason = False, f"{type(exc).__name__}: {exc}"
-    if ok:
-        register_conv_impl(CudaConvImpl.name, CudaConvImpl, device="cuda")
-    else:
-        warnings.warn(f"tinysr: the Numba CUDA kernels are unavailable ({reason}); convolutions on the GPU "
-                      "use CuPy running the NumPy code (correct, slower)")
-
-
-def conv_impl(x):
-    """The implementation used for arrays like ``x``."""
-    kind = "cuda" if backend.is_cupy_array(x) else "cpu"
-    name = _preferred.get(kind)
-    if name is None:
-        if kind == "cpu":
-            _load_cpu_kernels()
-        else:
-            _load_cuda_kernels()
-        name = _default.get(kind)
-    return _IMPLS[name] if name else NumpyConvImpl
+from .dispatch import conv_impl, cpu_kernels, register_conv_impl, set_conv_impl  # noqa: F401
+from .conv_reference import (NumpyConvImpl, WinogradImpl, _pair, col2im, conv_output_size,  # noqa: F401
+                             conv_transpose_output_size, im2col)
 
 
 def _bias_grad(gy, impl=None):
@@ -247,7 +37,7 @@ class Conv2d(Function):
         if x.shape[1] != w.shape[1]:
             raise ValueError(f"conv2d: the input has {x.shape[1]} channels but the weight expects {w.shape[1]}")
         self.save_for_backward(x, w)
-        self.impl = conv_impl(x)
+        self.impl = conv_impl(x, w.shape, self.stride, self.padding)
         if b is not None and getattr(self.impl, "fuses_bias", False):
             return self.impl.forward(x, w, self.stride, self.padding, bias=b)  # bias added in the kernel
         y = self.impl.forward(x, w, self.stride, self.padding)
@@ -270,11 +60,6 @@ class Conv2d(Function):
             gx = self.impl.backward_data(gy, w, x.shape, self.stride, self.padding) if need_x else None
             gw = self.impl.backward_weight(x, gy, w.shape, self.stride, self.padding)
         return (gx, gw) if len(self.inputs) == 2 else (gx, gw, _bias_grad(gy, self.impl))
-
-
-def conv_transpose_output_size(size, k, stride, padding, output_padding):
-    """Output length of a transposed convolution: ``(size - 1)*s - 2p + k + output_padding``."""
-    return (size - 1) * stride - 2 * padding + k + output_padding
 
 
 class ConvTranspose2d(Function):
@@ -304,7 +89,7 @@ class ConvTranspose2d(Function):
         ow = conv_transpose_output_size(wd, kw, self.stride[1], self.padding[1], self.output_padding[1])
         self.out_shape = (n, o, oh, ow)
         self.save_for_backward(x, w)
-        self.impl = conv_impl(x)
+        self.impl = conv_impl(x, w.shape, self.stride, self.padding, x_shape=self.out_shape)
         # A conv from (n, o, oh, ow) to x's size with these weights has x's shape as its output, so
         # its input-gradient is this op's forward.
         y = self.impl.backward_data(x, w, self.out_shape, self.stride, self.padding)
@@ -341,4 +126,4 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 __all__ = ["conv2d", "conv_transpose2d", "im2col", "col2im", "Conv2d", "ConvTranspose2d",
            "register_conv_impl", "set_conv_impl", "conv_output_size", "conv_transpose_output_size",
-           "NumpyConvImpl", "conv_impl", "cpu_kernels", "Tensor"]
+           "NumpyConvImpl", "WinogradImpl", "conv_impl", "cpu_kernels", "Tensor"]

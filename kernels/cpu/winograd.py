@@ -1,0 +1,254 @@
+"""Winograd F(2x2,3x3) and F(4x4,3x3) on the CPU: Numba tile transforms around batched OpenBLAS GEMMs.
+
+The algorithm and its NumPy twin are in :class:`tinysr.functional.conv_reference.WinogradImpl`; this
+module computes the same maps for float32 arrays.  Output tiles are m x m pixels (m = 2 or 4), input
+tiles a x a (a = m + 2).  For one chunk of tiles:
+
+1. :func:`tiles_in` (the input transform) reads, for one row of tiles, the a input rows of every
+   channel into a small buffer laid out (row, column, channel) -- in cache -- and writes
+   ``V[xi, tile, :] = (BT d B)[xi]`` for all channels at once: the innermost loops run over the
+   contiguous channel axis, which the compiler turns into SIMD.  Zero padding and the overhang of
+   the last tiles are read as zeros; no padded copy of the image is made.
+2. One GEMM per position xi (a*a of them): ``M[xi] (tiles, O) = V[xi] (tiles, C) @ U[xi] (C, O)``,
+   where ``U = G w G^T`` is the transformed filter (cached per weight version).
+3. :func:`tiles_out` (the inverse transform) computes ``AT M A`` for every tile, a row of tiles at a
+   time, crops the overhang, adds the bias and writes the rows of the NCHW output.
+
+The weight gradient stays in the Winograd domain: the output gradient goes through the adjoint of
+the inverse transform (:func:`tiles_in` with ``A`` in place of ``BT``, tiles of m pixels),
+``dU[xi] += V[xi]^T @ dM[xi]`` sums over the chunks, and ``dW = G^T dU G`` at the end.  The input
+gradient is the forward algorithm on the flipped, transposed filters with padding 2 - p.
+
+Work is cut into chunks of whole tile rows (:data:`chunk_budget` bytes of V), and each thread of
+:func:`.threads.run_parallel` runs its chunks through all three steps with its own buffers and a
+single-threaded BLAS: the buffers stay small, and there is one synchronisation per layer.  Only
+float32 NumPy arrays reach the kernels; anything else goes to the NumPy twin.
+"""
+import numpy as np
+from numba import njit
+
+from tinysr.functional.conv_reference import (WinogradImpl, filter_cache, flipped_filters, winograd_filter,
+                                              winograd_matrices, winograd_tiles)
+
+from . import threads
+
+#: Bytes of transformed input per chunk: with the GEMM output beside it, a chunk stays in L2/L3 while
+#: each of the a*a GEMMs gets a few hundred rows.
+chunk_budget = 4 << 20
+
+
+@njit(nogil=True, cache=True)
+def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
+    """``out[p*a + q, t, :] = (L d L^T)[p, q]`` for every tile t of the tile rows ``g0..g1``.
+
+    ``x`` (N, C, H, W); tile row g is row ``g % th`` of image ``g // th``; tile (tr, tc) is the
+    ti x ti window at row ``tr*step - off_h``, column ``tc*step - off_w`` of ``x`` (zeros outside);
+    ``lt`` (a, ti) is the transform; ``out`` (a*a, >= (g1-g0)*tw, C).  Per tile row: gather the ti
+    input rows as (row, column, channel), apply L down the rows for the whole strip at once, then
+    along each tile's columns.
+    """
+    n_c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    a, ti = lt.shape
+    wb = (tw - 1) * step + ti
+    buf = np.zeros((ti, wb, n_c), dtype=np.float32)
+    tmp = np.empty((a, wb * n_c), dtype=np.float32)
+    flat = buf.reshape(ti, wb * n_c)
+    for g in range(g0, g1):
+        n = g // th
+        r0 = (g - n * th) * step - off_h
+        for k in range(ti):
+            r = r0 + k
+            if r < 0 or r >= h:
+                flat[k, :] = 0
+                continue
+            for c in range(n_c):                    # contiguous reads along the image row
+                src = x[n, c, r]
+                for s in range(wb):
+                    col = s - off_w
+                    buf[k, s, c] = src[col] if 0 <= col < w else np.float32(0)
+        for p in range(a):                          # down the rows: tmp = L @ strip
+            dst = tmp[p]
+            dst[:] = 0
+            for k in range(ti):
+                coef = lt[p, k]
+                if coef != 0:
+                    src = flat[k]
+                    for e in range(wb * n_c):
+                        dst[e] += coef * src[e]
+        t0 = (g - g0) * tw
+        for p in range(a):                          # along each tile's columns: out = tmp @ L^T
+            row = tmp[p]
+            for q in range(a):
+                # One position's vectors for the whole row of tiles are contiguous: (tiles, C).
+                dst = out[p * a + q, t0:t0 + tw].reshape(tw * n_c)
+                first = True
+                for col in range(ti):
+                    coef = lt[q, col]
+                    if coef == 0:
+                        continue
+                    for tc in range(tw):
+                        base = (tc * step + col) * n_c
+                        src = row[base:base + n_c]      # 1-D slices: the loops below vectorise
+                        d = dst[tc * n_c:(tc + 1) * n_c]
+                        if first:
+                            for c in range(n_c):
+                                d[c] = coef * src[c]
+                        else:
+                            for c in range(n_c):
+                                d[c] += coef * src[c]
+                    first = False
+
+
+@njit(nogil=True, cache=True)
+def tiles_out(mm, g0, g1, th, tw, at, bias, has_bias, y):
+    """Rows of ``y`` (N, O, OH, OW) from ``mm`` (a*a, tiles, O): each tile's ``AT M A``, cropped, plus bias.
+
+    Per tile row: ``AT`` over the first position index for the whole row of tiles at once (contiguous
+    (tiles, O) vectors), then ``A`` over the second index tile by tile, then the cropped rows of every
+    output channel are written out.
+    """
+    n_o, oh, ow = y.shape[1], y.shape[2], y.shape[3]
+    m, a = at.shape
+    buf = np.empty((m, tw * m, n_o), dtype=np.float32)
+    tmp = np.empty((m, a, tw * n_o), dtype=np.float32)
+    for g in range(g0, g1):
+        n = g // th
+        r0 = (g - n * th) * m
+        t0 = (g - g0) * tw
+        for p in range(m):                          # tmp = AT @ M over the first position index
+            for j in range(a):
+                dst = tmp[p, j]
+                dst[:] = 0
+                for i in range(a):
+                    coef = at[p, i]
+                    if coef != 0:
+                        src = mm[i * a + j, t0:t0 + tw].reshape(tw * n_o)
+                        for e in range(tw * n_o):
+                            dst[e] += coef * src[e]
+        for p in range(m):                          # buf = tmp @ A over the second index
+            for tc in range(tw):
+                for q in range(m):
+                    dst = buf[p, tc * m + q]
+                    dst[:] = 0
+                    for j in range(a):
+                        coef = at[q, j]
+                        if coef != 0:
+                            src = tmp[p, j, tc * n_o:(tc + 1) * n_o]
+                            for o in range(n_o):
+                                dst[o] += coef * src[o]
+        rows = min(m, oh - r0)
+        for o in range(n_o):
+            b = bias[o] if has_bias else np.float32(0)
+            for p in range(rows):
+                row = y[n, o, r0 + p]
+                src = buf[p, :, o]
+                for s in range(ow):
+                    row[s] = src[s] + b
+
+
+def _fast(*arrays):
+    return all(type(a) is np.ndarray and a.dtype == np.float32 for a in arrays)
+
+
+def _chunks(rows, tw, a, width):
+    """Tile rows cut into chunks of at most :data:`chunk_budget` bytes of (a*a, tiles, width) floats,
+    dealt out to the threads: a list (per thread) of (g0, g1)."""
+    per = max(1, min(rows, chunk_budget // (4 * a * a * tw * width)))
+    spans = [(g0, min(rows, g0 + per)) for g0 in range(0, rows, per)]
+    t = max(1, min(threads.get_num_threads(), len(spans)))
+    return [spans[k::t] for k in range(t)], per * tw
+
+
+class NumbaWinogradImpl:
+    """Winograd F(m x m, 3 x 3) with Numba transforms and OpenBLAS GEMMs (see the module docstring).
+
+    ``forward(x, w, stride, padding, bias=None)``, ``backward_data(gy, w, x_shape, stride, padding)``,
+    ``backward_weight(x, gy, w_shape, stride, padding)``: the maps of
+    :class:`tinysr.functional.conv_reference.WinogradImpl`, for stride-1 3x3 layers with padding 0-2.
+    """
+
+    fuses_bias = True
+
+    def __init__(self, m):
+        self.m, self.a = m, m + 2
+        self.name = f"numba-winograd{m}"
+        self.twin = WinogradImpl(m)
+        at, g, bt = winograd_matrices(m, dtype=np.float32)
+        self.at, self.g, self.bt = np.ascontiguousarray(at), g, np.ascontiguousarray(bt)
+        self.a_mat = np.ascontiguousarray(at.T)      # (a, m): the adjoint of the inverse transform
+
+    def _conv(self, x, u, pad, o, bias=None):
+        """y = the Winograd convolution of ``x`` with transformed filters ``u`` (a*a, C, O)."""
+        x = np.ascontiguousarray(x)
+        n, c, h, w = x.shape
+        oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
+        th, tw = winograd_tiles(oh, ow, self.m)
+        y = np.empty((n, o, oh, ow), dtype=np.float32)
+        has_bias = bias is not None
+        b = np.ascontiguousarray(bias, dtype=np.float32) if has_bias else np.zeros(1, np.float32)
+        parts, tiles = _chunks(n * th, tw, self.a, max(c, o))
+        aa = self.a * self.a
+
+        def work(items):
+            v = np.empty((aa, tiles, c), dtype=np.float32)
+            mm = np.empty((aa, tiles, o), dtype=np.float32)
+            for g0, g1 in items:
+                k = (g1 - g0) * tw
+                tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v)
+                np.matmul(v[:, :k], u, out=mm[:, :k])
+                tiles_out(mm, g0, g1, th, tw, self.at, b, has_bias, y)
+
+        threads.run_parallel(work, parts)
+        return y
+
+    def _u(self, w, flipped=False):
+        if flipped:
+            return filter_cache.get(w, ("U_flipped", self.m), lambda w_: winograd_filter(flipped_filters(w_), self.m))
+        return filter_cache.get(w, ("U", self.m), lambda w_: winograd_filter(w_, self.m))
+
+    def forward(self, x, w, stride, padding, bias=None):
+        if not _fast(x, w) or (bias is not None and not _fast(bias)):
+            y = self.twin.forward(x, w, stride, padding)
+            if bias is not None:
+                y += bias.reshape(1, -1, 1, 1)
+            return y
+        return self._conv(x, self._u(w), padding, w.shape[0], bias)
+
+    def backward_data(self, gy, w, x_shape, stride, padding):
+        if not _fast(gy, w):
+            return self.twin.backward_data(gy, w, x_shape, stride, padding)
+        return self._conv(gy, self._u(w, flipped=True), (2 - padding[0], 2 - padding[1]), w.shape[1])
+
+    def backward_weight(self, x, gy, w_shape, stride, padding):
+        if not _fast(x, gy):
+            return self.twin.backward_weight(x, gy, w_shape, stride, padding)
+        x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+        n, c = x.shape[0], x.shape[1]
+        o, oh, ow = gy.shape[1], gy.shape[2], gy.shape[3]
+        th, tw = winograd_tiles(oh, ow, self.m)
+        parts, tiles = _chunks(n * th, tw, self.a, max(c, o))
+        aa, m = self.a * self.a, self.m
+        sums = [np.zeros((aa, c, o), dtype=np.float32) for _ in parts]
+
+        def work(job):
+            items, total = job
+            v = np.empty((aa, tiles, c), dtype=np.float32)
+            dm = np.empty((aa, tiles, o), dtype=np.float32)
+            prod = np.empty((aa, c, o), dtype=np.float32)
+            for g0, g1 in items:
+                k = (g1 - g0) * tw
+                tiles_in(x, g0, g1, th, tw, m, padding[0], padding[1], self.bt, v)
+                tiles_in(gy, g0, g1, th, tw, m, 0, 0, self.a_mat, dm)
+                np.matmul(v[:, :k].transpose(0, 2, 1), dm[:, :k], out=prod)
+                total += prod
+
+        threads.run_parallel(work, list(zip(parts, sums)))
+        du = sums[0]
+        for part in sums[1:]:
+            du += part
+        du = du.reshape(self.a, self.a, c, o)
+        return np.ascontiguousarray(np.einsum("ik,ijco,jl->ockl", self.g, du, self.g, optimize=True))
+
+
+WINOGRAD2 = NumbaWinogradImpl(2)
+WINOGRAD4 = NumbaWinogradImpl(4)
