@@ -420,7 +420,7 @@ def load_official(name, path, scale=None, **kwargs):
     except (KeyError, IndexError, ValueError) as e:
         found = ", ".join(sorted(raw)[:5]) + (", ..." if len(raw) > 5 else "")
         why = e.args[0] if isinstance(e, ValueError) and e.args else f"missing {e}"
-        raise ValueError(f"{path} is not {_EXPECTED[key]} weights{'' if scale is None else f' for x{scale}'}: "
+        raise WeightsFileError(f"{path} is not {_EXPECTED[key]} weights{'' if scale is None else f' for x{scale}'}: "
                          f"{why}; found keys {found}.") from None
     return model.eval()
 
