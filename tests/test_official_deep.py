@@ -238,3 +238,14 @@ def test_vgg_normalised_is_srgan_content_loss(weights_dir):
     assert float(loss(a, tinysr.Tensor(rng.random((1, 3, 16, 16)).astype(np.float32))).data) > 0.0
     with pytest.raises(ValueError, match="up to conv3_1"):
         content_loss(str(weights_dir / VGG), layer="relu5_4")
+
+
+def test_public_catalogue_finds_and_builds_every_entry(weights_dir):
+    from tinysr.models import public
+    for key, entry in public.PUBLIC.items():
+        p = public.path(key, shared=weights_dir.parent)
+        assert p is not None and p.name == entry.file.rsplit("/", 1)[-1], key
+    assert public.load("srgan-5-x4", shared=weights_dir.parent).scale == 4
+    with pytest.raises(ValueError, match="choose one of"):
+        public.path("edsr-32-x4")
+    assert public.load("edsr-8-x2", shared=weights_dir.parent / "nowhere") is None
