@@ -21,13 +21,15 @@ OUT = Path(__file__).with_name("public_weights.json")
 
 #: row -> (label, scale, how to build it, datasets)
 ROWS = {
-    **{f"bicubic-x{s}": (f"Bicubic x{s}", s, lambda s=s: "bicubic", ("Set5", "Set14")) for s in (2, 4)},
+    **{f"bicubic-x{s}": (f"Bicubic x{s}", s, lambda s=s: "bicubic", ("Set5", "Set14")) for s in (2, 3, 4)},
     **{f"{n}-x{s}": (f"{n.upper()} (tinysr's shipped {n}-x{s})", s, lambda n=n, s=s: tinysr.load(f"{n}-x{s}"),
-                     ("Set5", "Set14")) for n in ("srcnn", "fsrcnn") for s in (2, 4)},
+                     ("Set5", "Set14")) for n in ("srcnn", "fsrcnn") for s in (2, 3, 4)},
+    "vdsr-x3": ("VDSR (tinysr's shipped vdsr-x3)", 3, lambda: tinysr.load("vdsr-x3"), ("Set5", "Set14")),
     **{f"vdsr-authors-x{s}": (f"VDSR (authors' weights, x{s})", s,
-                              lambda s=s: public.load("vdsr-authors", scale=s), ("Set5", "Set14")) for s in (2, 4)},
+                              lambda s=s: public.load("vdsr-authors", scale=s), ("Set5", "Set14")) for s in (2, 3, 4)},
+    "drrn-b1u25-x3": ("DRRN B1U25 (public, x3)", 3, lambda: public.load("drrn-b1u25", scale=3), ("Set5", "Set14")),
     **{key: (e.label, e.scale, lambda key=key: public.load(key), ("Set5", "Set14", "B100"))
-       for key, e in public.PUBLIC.items() if e.scale is not None and key != "vdsr-authors"},
+       for key, e in public.PUBLIC.items() if e.scale is not None},
 }
 
 

@@ -66,6 +66,10 @@ PUBLIC = {
         "vdsr", "vdsr/official_matconvnet/VDSR_Official.mat", None, "VDSR (authors' weights)",
         "VDSR, 20 layers of 64, one network for x2/x3/x4", "2.5 MB",
         "Kim et al.'s release via huangzehao/caffe-vdsr @ 5a83923 (MatConvNet)", "as released by the authors"),
+    "drrn-b1u25": PublicWeights(
+        "drrn", "drrn/jt827859032_pytorch_via_mxnet_zoo/DRRN-B1U25-0000.params", None, "DRRN B1U25 (public, jt827859032)",
+        "DRRN B1U25, 128 filters, one network for x2/x3/x4 (0.30M parameters)", "1.2 MB",
+        f"jt827859032/DRRN-pytorch, MXNet conversion in {_ZOO}", "not stated in the reference-weights README"),
     "vgg19-normalised": PublicWeights(
         "vgg19_normalised", "vgg19/gatys-normalised_conv3_1/vgg_normalised_conv3_1.pth", None,
         "VGG-19 conv1_1 .. conv3_1, Gatys-normalised",
