@@ -37,8 +37,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="rows to measure (default: all)")
     ap.add_argument("--datasets", nargs="*", help="limit to these datasets")
+    ap.add_argument("--out", default=str(OUT), help=f"the JSON file to complete (default {OUT.name} beside this script)")
     args = ap.parse_args(argv)
-    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {}
     for key, (label, scale, make, sets) in ROWS.items():
         if args.only and key not in args.only:
             continue
@@ -53,8 +55,8 @@ def main(argv=None):
             row["psnr_ssim"][ds] = [round(rep["psnr"], 3), round(rep["ssim"], 4)]
             row["seconds"][ds] = round(time.perf_counter() - t, 1)
             print(f"{key:<22} {ds:<6} {rep['psnr']:.3f} / {rep['ssim']:.4f}  ({row['seconds'][ds]} s)", flush=True)
-            OUT.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    OUT.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+            out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
