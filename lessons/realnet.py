@@ -55,15 +55,18 @@ def _paper(shared, method, dataset, scale):
 
 def comparison_table(rows, scale, test_items, test_label, shared):
     """Print one line per row ``(label, model or "bicubic" or None, recorded key or None, paper method or None)``:
-    PSNR on ``test_items`` (computed now), the recorded full Set5 and Set14, the paper's Set5 and Set14."""
+    PSNR on ``test_items`` (computed now), the recorded full Set5 and Set14, the paper's Set5 and Set14.
+    Returns ``{label: PSNR here}`` (None for a row without a model)."""
     recorded = json.loads(RECORDED.read_text()) if RECORDED.is_file() else {}
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     print(f"x{scale}, Y-PSNR (dB)   here: {test_label}   Set5/Set14: recorded full test sets (tinysr.evaluate)   "
           "paper: the design's published figure")
     print(f"{'method':<50}{'here':>8}{'Set5':>8}{'Set14':>8}{'paper Set5':>12}{'paper Set14':>12}")
+    out = {}
     for label, model, key, method in rows:
-        here = None if model is None else tinysr.evaluate(model, test_items, scale=scale, ssim=False)["psnr"]
+        here = out[label] = None if model is None else tinysr.evaluate(model, test_items, scale=scale, ssim=False)["psnr"]
         rec = recorded.get(key, {}).get("psnr_ssim", {}) if key else {}
         cells = [here, (rec.get("Set5") or [None])[0], (rec.get("Set14") or [None])[0],
                  _paper(shared, method, "Set5", scale), _paper(shared, method, "Set14", scale)]
         print(f"{label:<50}" + "".join(f"{fmt(v):>{w}}" for v, w in zip(cells, (8, 8, 8, 12, 12))))
+    return out
