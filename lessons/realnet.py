@@ -19,8 +19,13 @@ RECORDED = Path(__file__).with_name("results") / "public_weights.json"
 
 def load_into(mine, zoo, rename, x):
     """Load ``zoo``'s weights into ``mine`` (``rename(zoo_state) -> mine_state``, strict) and return the
-    largest output difference of the two networks on the input array ``x``."""
+    largest output difference of the two networks on the input array ``x``.
+
+    ``mine`` also gets the zoo model's ``receptive_field``, so that ``tinysr.evaluate`` extends the image
+    borders for both in the same way (without it, a network is run on its own zero padding)."""
     mine.load_state_dict(rename(dict(zoo.state_dict())))
+    if getattr(zoo, "receptive_field", None) is not None and getattr(mine, "receptive_field", None) is None:
+        mine.receptive_field = zoo.receptive_field
     mine.eval()
     with tinysr.no_grad():
         a = mine(tinysr.tensor(x)).numpy()
