@@ -162,5 +162,5 @@ def test_vdsr_port_matches_reference_forward_on_a_crop(weights_dir):
 
 
 def test_unknown_importer_lists_choices(weights_dir):
-    with pytest.raises(ValueError, match="srcnn, fsrcnn, vdsr, drrn"):
-        load_official("edsr", weights_dir / "srcnn/official_9-1-5_91images/x2.npz")
+    with pytest.raises(ValueError, match="srcnn, fsrcnn, vdsr, drrn, drcn, srresnet, srgan, edsr, vgg19_normalised"):
+        load_official("mdsr", weights_dir / "srcnn/official_9-1-5_91images/x2.npz")

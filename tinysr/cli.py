@@ -287,7 +287,8 @@ def build_parser():
     g.add_argument("--patch-size", type=argtype("patch_size"), default=24, help="LR patch side (default 24: 96x96 HR at x4)")
     g.add_argument("--lr", type=argtype("lr"), default=1e-4, help="Adam learning rate of both networks (default 1e-4)")
     g.add_argument("--adv-weight", type=argtype("adv_weight"), default=1e-3, help="weight of the adversarial loss (default 1e-3)")
-    g.add_argument("--vgg", default=None, help="torchvision VGG-19 .pth for the VGG content loss (default: pixel MSE)")
+    g.add_argument("--vgg", default=None, help="torchvision VGG-19 .pth for the VGG content loss, or a Gatys-normalised "
+                   "vgg_normalised*.pth (layers up to relu3_1, e.g. --vgg-layer relu2_2) (default: pixel MSE)")
     g.add_argument("--vgg-layer", default="relu5_4", help="VGG layer: vgg22 / vgg54 or a name such as relu5_4")
     g.add_argument("--disc-base", type=argtype("disc_base"), default=64, help="discriminator's first width (default 64, the paper)")
     g.add_argument("--disc-dense", type=argtype("disc_dense"), default=1024, help="discriminator's dense width (default 1024)")

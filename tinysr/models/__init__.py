@@ -5,14 +5,17 @@
     tinysr.models.list_models()                           # every name
     print(tinysr.models.format_models_table())            # name, params, receptive field, input
     model = tinysr.models.load_official("srcnn", "x3.mat", scale=3)   # public pretrained weights
+    edsr = tinysr.models.public.load("edsr-8-x2")         # a public trained EDSR-8 from ../shared, or None
     vgg = tinysr.models.load_vgg19("vgg19-dcbb9e9d.pth", layer="vgg54")  # SRGAN's perceptual loss
 
-See :mod:`tinysr.models.registry` for the training recipes and :mod:`tinysr.models.official` for the
-weight importers and the evaluation protocols of the released weights.
+See :mod:`tinysr.models.registry` for the training recipes, :mod:`tinysr.models.official` for the
+weight importers and the evaluation protocols of the released weights, and :mod:`tinysr.models.public` for the
+catalogue of public trained networks.
 """
 from .common import SRModel, count_biases, count_flops, count_weights, to_float64
 from .registry import ModelSpec, TrainingRecipe, build, get_spec, list_models, registry
 from .vgg import PerceptualLoss, VGG19Features, load_vgg19
+from . import public
 
 __all__ = ["build", "list_models", "registry", "get_spec", "ModelSpec", "TrainingRecipe", "load_official",
            "models_table", "format_models_table", "count_flops", "count_weights", "count_biases", "to_float64", "SRModel",

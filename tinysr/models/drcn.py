@@ -17,6 +17,17 @@ Input convention ``"bicubic-y"``; receptive field 41 x 41 (2 + D + 2 = 20 layers
 Parameters: 1,774,080 convolution weights (the paper's "1,774K"), plus 1,025 biases and 16
 ensemble weights. Initialisation (paper): the recursive weights are zero except the
 self-connections (an identity map at the start), biases zero; the other layers He.
+
+Variants (constructor options, so that public DRCN-like weights load into this class; e.g. jiny2001's
+TensorFlow DRCN, :func:`tinysr.models.load_official`):
+
+* ``skip=False`` -- no skip connection: ``y_d = f3(H_d)`` predicts the image itself;
+* ``concat_input=True`` -- the input ``x`` is concatenated (as one more channel, after the features)
+  to the input of the reconstruction net's last conv, so that conv sees ``F + 1`` channels;
+* ``output_relu=True`` -- a ReLU after the reconstruction net's last conv;
+* ``normalise_ensemble=True`` -- the ensemble is ``sum_d w_d y_d / sum_d w_d``;
+* ``value_range`` -- the network works on ``value_range * x`` (255: pixels in 0..255) and its output is
+  divided by it.
 """
 import numpy as np
 
@@ -36,9 +47,12 @@ class DRCN(SRModel):
 
     input_convention = "bicubic-y"
 
-    def __init__(self, scale=3, recursions=16, channels=256, in_channels=1):
+    def __init__(self, scale=3, recursions=16, channels=256, in_channels=1, skip=True, concat_input=False,
+                 output_relu=False, normalise_ensemble=False, value_range=1.0):
         super().__init__()
         self.scale, self.recursions, self.in_channels = scale, recursions, in_channels
+        self.skip, self.concat_input, self.output_relu = bool(skip), bool(concat_input), bool(output_relu)
+        self.normalise_ensemble, self.value_range = bool(normalise_ensemble), float(value_range)
         c = channels
         self.embedding = nn.Sequential(init_conv_(nn.Conv2d(in_channels, c, 3, padding=1), "he"), nn.ReLU(),
                                        init_conv_(nn.Conv2d(c, c, 3, padding=1), "he"), nn.ReLU())
@@ -48,24 +62,43 @@ class DRCN(SRModel):
         nn.init.constant_(self.inference.weight, 0.0)
         self.inference.weight.data = eye.astype(self.inference.weight.dtype)
         nn.init.zeros_(self.inference.bias)
+        last_in = c + in_channels if self.concat_input else c
         self.reconstruction = nn.Sequential(init_conv_(nn.Conv2d(c, c, 3, padding=1), "he"), nn.ReLU(),
-                                            init_conv_(nn.Conv2d(c, in_channels, 3, padding=1), "he"))
+                                            init_conv_(nn.Conv2d(last_in, in_channels, 3, padding=1), "he"))
         self.ensemble_weights = nn.Parameter(np.full((recursions,), 1.0 / recursions, dtype=np.float32))
 
     @property
     def receptive_field(self):
         return chain_receptive_field([3] * (2 + self.recursions + 2))
 
+    def reconstruct(self, h, x):
+        """The reconstruction net ``f3`` on one ``H_d`` (plus the skip / input concatenation options)."""
+        if self.concat_input:
+            r = F.relu(self.reconstruction[0](h))
+            r = self.reconstruction[2](F.concat([r, x], axis=1))
+        else:
+            r = self.reconstruction(h)
+        if self.output_relu:
+            r = F.relu(r)
+        return r + x if self.skip else r
+
     def forward_all(self, x):
         """All intermediate predictions and the ensemble: ``([y_1, ..., y_D], y)``."""
+        if self.value_range != 1.0:
+            x = x * self.value_range
         h = self.embedding(x)
         preds = []
         out = None
+        w = self.ensemble_weights
+        if self.normalise_ensemble:
+            w = w / w.sum()
         for d in range(self.recursions):
             h = F.relu(self.inference(h))
-            y_d = self.reconstruction(h) + x
+            y_d = self.reconstruct(h, x)
+            if self.value_range != 1.0:
+                y_d = y_d * (1.0 / self.value_range)
             preds.append(y_d)
-            term = y_d * self.ensemble_weights[d]
+            term = y_d * w[d]
             out = term if out is None else out + term
         return preds, out
 

@@ -15,6 +15,12 @@ EDSR-baseline: B = 16, F = 64, s = 1 (1.37M parameters for x2). EDSR: B = 32, F 
 with, per scale, a **pre-processing** module (two residual blocks with 5x5 kernels) and an
 upsampler (8.0M parameters). Input convention ``"lr-rgb"`` (LR RGB in [0, 1]; the official code
 uses 0..255). Initialisation: PyTorch default.
+
+**Value range.** Every EDSR code base subtracts the mean colour, but they disagree on the units the body
+works in: the official PyTorch code multiplies by 255 (``rgb_range=255``), krasserm's Keras EDSR by 2
+(``(x - mean) / 127.5`` on 0..255 pixels). ``rgb_range`` sets that factor: the body sees
+``rgb_range * (x - mean)`` and the tail's output is divided by it before the mean is added back, so
+weights trained in any of these conventions run unchanged (:func:`tinysr.models.load_official`).
 """
 from .. import nn
 from .common import MeanShift, ResBlock, SRModel, chain_receptive_field, upsampler
@@ -23,16 +29,18 @@ from .common import MeanShift, ResBlock, SRModel, chain_receptive_field, upsampl
 class EDSR(SRModel):
     """EDSR (and EDSR-baseline with its defaults ``blocks=16, channels=64, res_scale=1``).
 
-    Shapes: ``(N, 3, h, w) -> (N, 3, scale*h, scale*w)``; scale 2, 3 or 4.
+    ``rgb_mean`` is the mean colour in [0, 1] units; ``rgb_range`` the factor on the mean-free input (see
+    the module docstring).  Shapes: ``(N, 3, h, w) -> (N, 3, scale*h, scale*w)``; scale 2, 3 or 4.
     """
 
     input_convention = "lr-rgb"
     in_channels = 3
 
     def __init__(self, scale=2, blocks=16, channels=64, res_scale=1.0, in_channels=3,
-                 rgb_mean=(0.4488, 0.4371, 0.4040)):
+                 rgb_mean=(0.4488, 0.4371, 0.4040), rgb_range=1.0):
         super().__init__()
         self.scale, self.n_blocks, self.in_channels = scale, blocks, in_channels
+        self.rgb_range = float(rgb_range)
         self.sub_mean = MeanShift(rgb_mean, sign=-1)
         self.head = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.body = nn.Sequential(*[ResBlock(channels, 3, res_scale) for _ in range(blocks)],
@@ -47,9 +55,15 @@ class EDSR(SRModel):
 
     def forward(self, x):
         """``x``: LR RGB ``(N, 3, h, w)`` in [0, 1] -> SR RGB ``(N, 3, scale*h, scale*w)``."""
-        h = self.head(self.sub_mean(x))
+        x = self.sub_mean(x)
+        if self.rgb_range != 1.0:
+            x = x * self.rgb_range
+        h = self.head(x)
         h = self.body(h) + h
-        return self.add_mean(self.tail(self.upsample(h)))
+        y = self.tail(self.upsample(h))
+        if self.rgb_range != 1.0:
+            y = y * (1.0 / self.rgb_range)
+        return self.add_mean(y)
 
 
 class MDSR(SRModel):

@@ -42,9 +42,11 @@ class FSRCNN(SRModel):
     padding_mode : ``"zeros"`` (ordinary 'same' zero padding) or ``"replicate"`` (the authors' test
         code: replicate borders everywhere and a 1-pixel replicate pre-pad of the deconvolution input).
 
-    deconv_padding : the zero-padding deconvolution's ``padding`` (default: the one that centres each LR
-        pixel on its HR block, ``4 - (scale-1)//2``); ports of other code may need theirs, e.g. 4
-        (``output_padding`` follows so that the output is exactly ``scale`` times the input).
+    deconv_padding : the deconvolution's ``padding`` on the LR map (default with zero padding: the one that
+        centres each LR pixel on its HR block, ``4 - (scale-1)//2``; with replicate padding: 4, the authors'
+        ``deconv.m`` placement); ports of other code may need theirs (``output_padding`` follows so that the
+        output is exactly ``scale`` times the input). The authors' x3 files were trained one HR pixel off
+        their own placement: their importer uses 3 (see :mod:`tinysr.models.official`).
     offset : tinysr's fast recipe option (not the paper's): compute ``f(x - offset) + offset``, i.e. see and
         predict centred intensities (see :class:`tinysr.models.srcnn.SRCNN` for why it speeds Adam up).
     Shapes: ``(N, 1, h, w) -> (N, 1, scale*h, scale*w)``.
@@ -60,6 +62,9 @@ class FSRCNN(SRModel):
         if padding_mode not in ("zeros", "replicate"):
             raise ValueError(f"padding_mode must be 'zeros' or 'replicate', got {padding_mode!r}")
         self.scale, self.d, self.s, self.m = int(scale), d, s, m
+        if deconv_padding is not None and not 0 <= 2 * int(deconv_padding) - 9 + int(scale) < int(scale):
+            raise ValueError(f"deconv_padding {deconv_padding} cannot give an output exactly {scale} times the input "
+                             f"(need 9 - scale <= 2 * padding < 9)")
         self.padding_mode, self.in_channels = padding_mode, channels
         self.offset = float(offset)
 
@@ -73,14 +78,19 @@ class FSRCNN(SRModel):
         self.expanding = stage(s, d, 1)
         r = self.scale
         if padding_mode == "replicate":
-            # authors' deconv.m: 1-px replicate pad of the LR map, then crop from (9-1)/2 + r.
-            self.deconvolution = nn.ConvTranspose2d(d, channels, 9, stride=r, padding=4 + r, output_padding=r - 1)
+            # authors' deconv.m: 1-px replicate pad of the LR map, then crop from (9-1)/2 + r, i.e. the
+            # placement of padding 4 on the unpadded map; the pre-pad adds r to the padding.
+            pad = 4 if deconv_padding is None else int(deconv_padding)
+            self.deconv_padding = pad
+            self.deconvolution = nn.ConvTranspose2d(d, channels, 9, stride=r, padding=pad + r,
+                                                    output_padding=2 * pad - 9 + r)
         else:
             # LR pixel i covers HR pixels r*i .. r*i + r-1, so its centre is HR r*i + (r-1)/2.  The kernel's
             # centre tap lands on HR r*i - padding + 4: padding 4 - (r-1)//2 puts it on the centre (x3:
             # exactly; even scales: half a pixel off, the best an odd kernel can do).  padding=4 would
             # shift x3 by a pixel, the offset the authors' x3 files carry (see tinysr.models.official).
             pad = max(4 - (r - 1) // 2, 0) if deconv_padding is None else int(deconv_padding)
+            self.deconv_padding = pad
             self.deconvolution = nn.ConvTranspose2d(d, channels, 9, stride=r, padding=pad,
                                                     output_padding=2 * pad - 9 + r)
         nn.init.normal_(self.deconvolution.weight, std=1e-3)

@@ -188,7 +188,12 @@ def _fsrcnn_model(raw, scale, **kw):
         return model, state
     m = len([k for k in raw if k.startswith("map") and k.endswith(".weight")])
     d, s = raw["feature.weight"].shape[0], raw["shrink.weight"].shape[0]
-    model = build("fsrcnn", scale=scale, d=d, s=s, m=m, **{"prelu": "shared", "padding_mode": "replicate", **kw})
+    # The authors' x3 files were trained one HR pixel off their own deconv.m placement (their demo
+    # compares SR pixel (y-1, x-1) with GT (y, x)); a deconvolution padding of 3 instead of 4 moves the
+    # output by that pixel, so tinysr.evaluate / upscale get an aligned image.
+    align = {"deconv_padding": 3} if int(scale) == 3 else {}
+    model = build("fsrcnn", scale=scale, d=d, s=s, m=m, **{"prelu": "shared", "padding_mode": "replicate",
+                                                           **align, **kw})
     parts = [("feature", "feature_extraction"), ("shrink", "shrinking")] + \
             [(f"map{i + 1}", f"mapping.{i}") for i in range(m)] + [("expand", "expanding")]
     state = {}
@@ -225,7 +230,166 @@ def _drrn_model(raw, scale, **kw):
     return model, state
 
 
-_IMPORTERS = {"srcnn": _srcnn_model, "fsrcnn": _fsrcnn_model, "vdsr": _vdsr_model, "drrn": _drrn_model}
+def _stages_scale(n_stages, channels, conv_out):
+    """The scale of a sub-pixel upsampler from its conv count and widths (x2 stages, or one x3 stage)."""
+    r2 = conv_out // channels
+    if n_stages == 1 and r2 == 9:
+        return 3
+    if r2 == 4:
+        return 2 ** n_stages
+    raise ValueError(f"an upsampler of {n_stages} stage(s) with {conv_out} outputs from {channels} channels")
+
+
+def _check_scale(scale, found, what):
+    if scale is not None and int(scale) != found:
+        raise ValueError(f"expected x{scale} weights, found {what} trained for x{found}")
+
+
+def dcr_to_pixel_shuffle(weight, bias, r):
+    """Permute a conv's output channels from depth_to_space's DCR order to :class:`PixelShuffle`'s order.
+
+    TensorFlow/MXNet ``depth_to_space`` reads ``out[c, r*h+i, r*w+j] = in[(r*i + j) * C + c]``, PyTorch's
+    ``pixel_shuffle`` ``in[c * r*r + r*i + j]``. Reordering the ``C * r * r`` filters (and biases) of the
+    conv before it so that new filter ``c*r*r + k`` is old filter ``k*C + c`` makes the two equal.
+    ``weight``: ``(C*r*r, in, kh, kw)``; returns ``(weight, bias)`` permuted.
+    """
+    c = weight.shape[0] // (r * r)
+    idx = np.arange(r * r)[None, :] * c + np.arange(c)[:, None]     # [c, k] -> k*C + c
+    idx = idx.reshape(-1)
+    return weight[idx], (None if bias is None else bias[idx])
+
+
+def _edsr_model(raw, scale, **kw):
+    """krasserm's EDSR (Keras, via the MXNet zoo): mean shift, x' = 2 (x - mean), DCR depth_to_space."""
+    n = len([k for k in raw if k.startswith("convolution") and k.endswith("_weight")])
+    w = [raw[f"convolution{i}_weight"] for i in range(n)]
+    b = [raw[f"convolution{i}_bias"] for i in range(n)]
+    channels = w[0].shape[0]
+    # head, 2 per block, body's last conv, upsampler convs, tail: the upsampler convs have > channels outputs
+    up = [i for i in range(n - 1) if w[i].shape[0] > channels]
+    blocks = (up[0] - 2) // 2
+    found = _stages_scale(len(up), channels, w[up[0]].shape[0])
+    _check_scale(scale, found, f"EDSR ({blocks} blocks)")
+    mean = tuple(float(v) for v in raw["DIV2K_mean"].ravel())
+    model = build("edsr", scale=found, **{"blocks": blocks, "channels": channels, "res_scale": 1.0,
+                                          "rgb_mean": mean, "rgb_range": 2.0, **kw})
+    state = {"head.weight": w[0], "head.bias": b[0]}
+    for k in range(blocks):
+        for j in (1, 2):
+            state[f"body.{k}.conv{j}.weight"] = w[2 * k + j]
+            state[f"body.{k}.conv{j}.bias"] = b[2 * k + j]
+    state[f"body.{blocks}.weight"], state[f"body.{blocks}.bias"] = w[up[0] - 1], b[up[0] - 1]
+    r = 3 if found == 3 else 2
+    for s_i, i in enumerate(up):
+        wi, bi = dcr_to_pixel_shuffle(w[i], b[i], r)
+        state[f"upsample.{2 * s_i}.weight"], state[f"upsample.{2 * s_i}.bias"] = wi, bi
+    state["tail.weight"], state["tail.bias"] = w[n - 1], b[n - 1]
+    return model, state
+
+
+def _bn(state, dst, raw, src_w, src_b, src_m, src_v):
+    state.update({f"{dst}.weight": raw[src_w], f"{dst}.bias": raw[src_b],
+                  f"{dst}.running_mean": raw[src_m], f"{dst}.running_var": raw[src_v]})
+
+
+def _srresnet_model(raw, scale, **kw):
+    """PyTorch's demo SRResNet (MXNet zoo: ``convolution*``) or leftthomas's SRGAN generator (``block*``)."""
+    if "block1.0.weight" in raw:
+        return _srgan_leftthomas(raw, scale, **kw)
+    n_conv = len([k for k in raw if k.startswith("convolution") and k.endswith("_weight")])
+    n_bn = len([k for k in raw if k.startswith("batchnorm") and k.endswith("_gamma")])
+    blocks = (n_bn - 1) // 2
+    channels = raw["convolution0_weight"].shape[0]
+    up = list(range(2 * blocks + 2, n_conv - 1))
+    found = _stages_scale(len(up), channels, raw[f"convolution{up[0]}_weight"].shape[0])
+    _check_scale(scale, found, f"SRResNet ({blocks} blocks)")
+    model = build("srresnet", scale=found, **{"blocks": blocks, "channels": channels, "bias": False,
+                                              "prelu": "channel", "output": "affine", **kw})
+    st = {"head.0.weight": raw["convolution0_weight"], "head.0.bias": raw["convolution0_bias"],
+          "head.1.weight": raw["leakyrelu0_weight"]}
+    for k in range(blocks):
+        d = f"residual_blocks.{k}"
+        st[f"{d}.conv1.weight"], st[f"{d}.conv2.weight"] = raw[f"convolution{1 + 2 * k}_weight"], \
+            raw[f"convolution{2 + 2 * k}_weight"]
+        st[f"{d}.prelu.weight"] = raw[f"leakyrelu{1 + k}_weight"]
+        for j, bn in ((1, 2 * k), (2, 2 * k + 1)):
+            _bn(st, f"{d}.bn{j}", raw, *(f"batchnorm{bn}_{p}" for p in ("gamma", "beta", "moving_mean", "moving_var")))
+    st["post_residual.0.weight"] = raw[f"convolution{2 * blocks + 1}_weight"]
+    _bn(st, "post_residual.1", raw, *(f"batchnorm{2 * blocks}_{p}" for p in ("gamma", "beta", "moving_mean",
+                                                                             "moving_var")))
+    for s_i, i in enumerate(up):
+        st[f"upsampling.{3 * s_i}.weight"], st[f"upsampling.{3 * s_i}.bias"] = raw[f"convolution{i}_weight"], \
+            raw[f"convolution{i}_bias"]
+        st[f"upsampling.{3 * s_i + 2}.weight"] = raw[f"leakyrelu{blocks + 1 + s_i}_weight"]
+    st["tail.weight"], st["tail.bias"] = raw[f"convolution{n_conv - 1}_weight"], raw[f"convolution{n_conv - 1}_bias"]
+    return model, st
+
+
+def _srgan_leftthomas(raw, scale, **kw):
+    """leftthomas/SRGAN's generator: shared PReLU, biases everywhere, conv + PReLU after the body,
+    output ``(tanh(y) + 1) / 2``."""
+    blocks = len([k for k in raw if k.endswith(".conv1.weight")])
+    channels = raw["block1.0.weight"].shape[0]
+    last = blocks + 2                                   # block7 (conv + PReLU) follows blocks 2 .. blocks+1
+    tail_key = f"block{last + 1}"
+    stages = len([k for k in raw if k.startswith(tail_key + ".") and k.endswith(".conv.weight")])
+    found = _stages_scale(stages, channels, raw[f"{tail_key}.0.conv.weight"].shape[0])
+    _check_scale(scale, found, f"SRGAN generator ({blocks} blocks)")
+    model = build("srresnet", scale=found, **{"blocks": blocks, "channels": channels, "prelu": "shared",
+                                              "post_residual": "prelu", "output": "tanh", **kw})
+    st = {"head.0.weight": raw["block1.0.weight"], "head.0.bias": raw["block1.0.bias"],
+          "head.1.weight": raw["block1.1.weight"]}
+    for k in range(blocks):
+        src, d = f"block{k + 2}", f"residual_blocks.{k}"
+        for name in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "prelu.weight"):
+            st[f"{d}.{name}"] = raw[f"{src}.{name}"]
+        for bn in ("bn1", "bn2"):
+            _bn(st, f"{d}.{bn}", raw, *(f"{src}.{bn}.{p}" for p in ("weight", "bias", "running_mean", "running_var")))
+    st.update({"post_residual.0.weight": raw[f"block{last}.0.weight"], "post_residual.0.bias": raw[f"block{last}.0.bias"],
+               "post_residual.1.weight": raw[f"block{last}.1.weight"]})
+    for i in range(stages):
+        st[f"upsampling.{3 * i}.weight"] = raw[f"{tail_key}.{i}.conv.weight"]
+        st[f"upsampling.{3 * i}.bias"] = raw[f"{tail_key}.{i}.conv.bias"]
+        st[f"upsampling.{3 * i + 2}.weight"] = raw[f"{tail_key}.{i}.prelu.weight"]
+    st["tail.weight"], st["tail.bias"] = raw[f"{tail_key}.{stages}.weight"], raw[f"{tail_key}.{stages}.bias"]
+    return model, st
+
+
+def _drcn_model(raw, scale, **kw):
+    """jiny2001's TensorFlow DRCN (the .npz of its checkpoint): pixels in 0..255, no skip, the input
+    concatenated into the last reconstruction conv, ReLU on every output, normalised ensemble weights."""
+    channels = raw["W_conv"].shape[0]
+    recursions = raw["LayerWeights"].shape[0]
+    concat = raw["WD2_conv_1"].shape[1] == channels + 1
+    model = build("drcn", scale=scale, **{"recursions": recursions, "channels": channels, "skip": False,
+                                          "concat_input": concat, "output_relu": True,
+                                          "normalise_ensemble": True, "value_range": 255.0, **kw})
+    st = {"embedding.0.weight": raw["W-1_conv/conv_W_1"], "embedding.0.bias": raw["W-1_conv/conv_B"],
+          "embedding.2.weight": raw["W0_conv/conv_W_1"], "embedding.2.bias": raw["W0_conv/conv_B"],
+          "inference.weight": raw["W_conv"], "inference.bias": raw["B"],
+          "reconstruction.0.weight": raw["WD1_conv_1"], "reconstruction.0.bias": raw["BD1"],
+          "reconstruction.2.weight": raw["WD2_conv_1"], "reconstruction.2.bias": raw["BD2"],
+          "ensemble_weights": raw["LayerWeights"]}
+    return model, st
+
+
+def _vgg_normalised_model(raw, scale, layer="relu2_2", **kw):
+    from .vgg import load_vgg19_normalised
+    return load_vgg19_normalised(raw, layer=layer, **kw), None
+
+
+_IMPORTERS = {"srcnn": _srcnn_model, "fsrcnn": _fsrcnn_model, "vdsr": _vdsr_model, "drrn": _drrn_model,
+              "drcn": _drcn_model, "srresnet": _srresnet_model, "srgan": _srresnet_model, "edsr": _edsr_model,
+              "vgg19_normalised": _vgg_normalised_model}
+
+#: what each importer expects, for the one-sentence error when a file holds something else
+_EXPECTED = {"srcnn": "SRCNN (keys conv1..conv3)", "fsrcnn": "FSRCNN (keys feature/shrink/map/expand/deconv or "
+             "first_part/mid_part/last_part)", "vdsr": "VDSR (keys conv1..conv20 or input/residual_layer/output)",
+             "drrn": "DRRN (keys input/conv1/conv2/output)", "drcn": "jiny2001's DRCN (keys W-1_conv/..., W_conv, "
+             "WD1_conv_1, WD2_conv_1, LayerWeights)", "srresnet": "SRResNet (keys convolution*/batchnorm*/leakyrelu*) "
+             "or leftthomas's SRGAN generator (keys block1 ... block8)", "srgan": "leftthomas's SRGAN generator "
+             "(keys block1 ... block8) or SRResNet (keys convolution*/batchnorm*)", "edsr": "krasserm's EDSR "
+             "(keys DIV2K_mean, convolution0..N)", "vgg19_normalised": "a Gatys-normalised VGG-19 (keys 0, 2, 5, 9, 12)"}
 
 
 def load_official(name, path, scale=None, **kwargs):
@@ -241,11 +405,34 @@ def load_official(name, path, scale=None, **kwargs):
     if key not in _IMPORTERS:
         raise ValueError(f"no public weights importer for {name!r}; available: {', '.join(_IMPORTERS)}")
     raw = read_weights(path, kind=key if Path(path).suffix.lower() == ".mat" else None)
-    if scale is None:
+    if scale is None and key in ("srcnn", "fsrcnn", "vdsr", "drrn"):
         scale = 3
-    model, state = _IMPORTERS[key](raw, scale, **kwargs)
-    model.load_state_dict(state)
+    if scale is None and key == "drcn":
+        scale = 2
+    try:
+        model, state = _IMPORTERS[key](raw, scale, **kwargs)
+        if state is not None:
+            _check_shapes(model, state)
+            params = {k for k, _ in model.named_parameters()}
+            # buffers the file does not hold (EDSR's mean shift, set from the file by the constructor) stay
+            state = {**{k: v for k, v in model.state_dict().items() if k not in params}, **state}
+            model.load_state_dict(state)
+    except (KeyError, IndexError, ValueError) as e:
+        found = ", ".join(sorted(raw)[:5]) + (", ..." if len(raw) > 5 else "")
+        why = e.args[0] if isinstance(e, ValueError) and e.args else f"missing {e}"
+        raise WeightsFileError(f"{path} is not {_EXPECTED[key]} weights{'' if scale is None else f' for x{scale}'}: "
+                         f"{why}; found keys {found}.") from None
     return model.eval()
+
+
+def _check_shapes(model, state):
+    own = dict(model.state_dict())
+    for k, v in state.items():
+        if k not in own:
+            raise ValueError(f"no parameter {k} in the configured {type(model).__name__}")
+        if tuple(np.shape(v)) != tuple(np.shape(own[k])):
+            raise ValueError(f"{k} has shape {tuple(np.shape(v))}, the configured {type(model).__name__} "
+                             f"expects {tuple(np.shape(own[k]))}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -322,8 +509,12 @@ def _run(model, inp):
     return np.asarray(out.data[0, 0], dtype=np.float64)
 
 
-def score_pair(sr, gt, scale, protocol):
+def score_pair(sr, gt, scale, protocol, aligned=False):
     """PSNR (dB) of one SR Y against the GT Y (both ``[0, 1]``) under ``protocol``.
+
+    ``aligned``: for the FSRCNN authors' x3 protocol, the SR comes from a network whose output is already
+    moved by the pixel that the authors' ``shave_x3`` compensates (tinysr's import of their x3 files):
+    then SR[3:-3] is compared with GT[3:-3], which are the same pixels as their SR[2:-4].
 
     The author protocols round the SR to 8 bits and use :func:`tinysr.metrics.psnr`; the VDSR and
     PyTorch protocols compare unrounded values (``20 log10(255 / RMSE)`` on Y x 255), which the
@@ -334,7 +525,7 @@ def score_pair(sr, gt, scale, protocol):
     if protocol in ("srcnn", "fsrcnn"):
         sr8 = np.clip(np.floor(sr * 255.0 + 0.5), 0, 255).astype(np.uint8)
         gt8 = np.clip(np.floor(gt * 255.0 + 0.5), 0, 255).astype(np.uint8)
-        if protocol == "fsrcnn" and s == 3:
+        if protocol == "fsrcnn" and s == 3 and not aligned:
             h, w = gt8.shape
             return psnr(sr8[2:h - 4, 2:w - 4], gt8[3:h - 3, 3:w - 3], s, border=0)
         return psnr(sr8, gt8, s)
@@ -353,9 +544,11 @@ def evaluate_official(model, images, scale, protocol, crop=None):
     ``crop x crop`` corner first, for cheap checks of the expensive networks.
     """
     scores = []
+    # the authors' x3 offset applies to their own deconvolution placement (padding 4) only
+    aligned = getattr(model, "deconv_padding", 4) != 4
     for hr in images:
         if crop is not None:
             hr = hr[:crop, :crop]
         inp, gt = prepare_pair(hr, scale, protocol)
-        scores.append(score_pair(_run(model, inp), gt, scale, protocol))
+        scores.append(score_pair(_run(model, inp), gt, scale, protocol, aligned=aligned))
     return float(np.mean(scores)), scores

@@ -13,24 +13,38 @@ Input convention ``"lr-rgb"``: the LR RGB image in [0, 1] (the paper scales HR t
 tinysr keeps [0, 1] on both sides). About 1.55M parameters for x4. Initialisation: PyTorch default
 (the paper does not say), PReLU slopes 0.25.
 
+Public SRResNet/SRGAN generators differ in details the paper leaves open; the constructor's options
+name them, so that :func:`tinysr.models.load_official` loads each into this class: ``prelu``
+(one slope per channel or one per layer), ``bias`` (the convolutions before a BN need none),
+``post_residual`` (conv + BN as in the paper, or conv + PReLU) and ``output`` (how the tail's value
+becomes an image in [0, 1]: as is, ``(y + 1) / 2`` for a network trained on [-1, 1] targets, or
+``(tanh(y) + 1) / 2``).
+
 **SRGAN discriminator** (:class:`SRGANDiscriminator`): eight 3x3 conv layers, 64-64-128-128-256-256-
 512-512 filters with strides 1-2-1-2-1-2-1-2, LeakyReLU(0.2), BN on all but the first; then a dense
 layer of 1024, LeakyReLU(0.2), and a dense layer of 1 (the logit; the sigmoid is in the loss).
 Input: HR RGB patches (96 x 96 in the paper).
 """
+from .. import functional as F
 from .. import nn
 from .common import SRModel, chain_receptive_field, upsampler
 
 
-class SRResBlock(nn.Module):
-    """SRResNet residual block: conv-BN-PReLU-conv-BN plus the identity (shapes preserved)."""
+_OUTPUTS = ("linear", "affine", "tanh")
 
-    def __init__(self, channels=64):
+
+class SRResBlock(nn.Module):
+    """SRResNet residual block: conv-BN-PReLU-conv-BN plus the identity (shapes preserved).
+
+    ``prelu_slopes``: 1 (shared by all channels) or ``channels``; ``bias``: whether the convs have biases.
+    """
+
+    def __init__(self, channels=64, prelu_slopes=None, bias=True):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=bias)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.prelu = nn.PReLU(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.prelu = nn.PReLU(channels if prelu_slopes is None else prelu_slopes)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=bias)
         self.bn2 = nn.BatchNorm2d(channels)
 
     def forward(self, x):
@@ -41,18 +55,37 @@ class SRResNet(SRModel):
     """SRResNet: 9x9 head, ``blocks`` residual blocks with BN/PReLU, sub-pixel upsampling, 9x9 tail.
 
     Shapes: ``(N, 3, h, w) -> (N, 3, scale*h, scale*w)``; scales 2, 3, 4, 8 (the paper: 4).
+
+    Options (defaults: the paper as tinysr trains it):
+
+    * ``prelu`` -- ``"channel"`` (one slope per channel) or ``"shared"`` (one per layer);
+    * ``bias`` -- biases on the residual blocks' and the post-residual convs (BN follows each of them,
+      so a bias is redundant; PyTorch's demo SRResNet has none);
+    * ``post_residual`` -- ``"bn"`` (conv + BN, the paper) or ``"prelu"`` (conv + PReLU);
+    * ``output`` -- ``"linear"`` (the tail's value is the image), ``"affine"`` (``(y + 1) / 2``: trained on
+      [-1, 1] images) or ``"tanh"`` (``(tanh(y) + 1) / 2``).
     """
 
     input_convention = "lr-rgb"
     in_channels = 3
 
-    def __init__(self, scale=4, blocks=16, channels=64, in_channels=3):
+    def __init__(self, scale=4, blocks=16, channels=64, in_channels=3, prelu="channel", bias=True,
+                 post_residual="bn", output="linear"):
         super().__init__()
+        if prelu not in ("channel", "shared"):
+            raise ValueError(f"prelu must be 'channel' or 'shared', got {prelu!r}")
+        if post_residual not in ("bn", "prelu"):
+            raise ValueError(f"post_residual must be 'bn' or 'prelu', got {post_residual!r}")
+        if output not in _OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(_OUTPUTS)}, got {output!r}")
         self.scale, self.n_blocks, self.in_channels = scale, blocks, in_channels
-        self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), nn.PReLU(channels))
-        self.residual_blocks = nn.Sequential(*[SRResBlock(channels) for _ in range(blocks)])
-        self.post_residual = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
-        self.upsampling = upsampler(scale, channels, activation=lambda: nn.PReLU(channels))
+        self.output = output
+        slopes = channels if prelu == "channel" else 1
+        self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), nn.PReLU(slopes))
+        self.residual_blocks = nn.Sequential(*[SRResBlock(channels, slopes, bias) for _ in range(blocks)])
+        after = nn.BatchNorm2d(channels) if post_residual == "bn" else nn.PReLU(slopes)
+        self.post_residual = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=bias), after)
+        self.upsampling = upsampler(scale, channels, activation=lambda: nn.PReLU(slopes))
         self.tail = nn.Conv2d(channels, in_channels, 9, padding=4)
 
     @property
@@ -63,7 +96,12 @@ class SRResNet(SRModel):
         """``x``: LR RGB ``(N, 3, h, w)`` in [0, 1] -> SR RGB ``(N, 3, scale*h, scale*w)``."""
         h0 = self.head(x)
         h = self.post_residual(self.residual_blocks(h0)) + h0
-        return self.tail(self.upsampling(h))
+        y = self.tail(self.upsampling(h))
+        if self.output == "affine":
+            return (y + 1.0) * 0.5
+        if self.output == "tanh":
+            return (F.tanh(y) + 1.0) * 0.5
+        return y
 
 
 class SRGANDiscriminator(nn.Module):

@@ -36,7 +36,7 @@ from .. import backend, nn
 from .. import functional as F
 from ..autograd import Tensor, no_grad
 
-__all__ = ["VGG19Features", "PerceptualLoss", "load_vgg19", "vgg19_layer_index", "VGG19_CONV_INDICES",
+__all__ = ["VGG19Features", "PerceptualLoss", "load_vgg19", "load_vgg19_normalised", "vgg19_layer_index", "VGG19_CONV_INDICES",
            "VGG19_POOL_INDICES", "IMAGENET_MEAN", "IMAGENET_STD", "VGG19_URL", "VGG19_FILE"]
 
 #: torchvision's VGG-19 (configuration "E"): output channels of each conv, "M" for a 2x2 max-pool.
@@ -86,21 +86,25 @@ class VGG19Features(nn.Module):
     ``(N, 3, H, W)`` RGB in [0, 1] -> the feature map of ``layer`` (``relu5_4``: ``(N, 512, H/16, W/16)``).
     Weights start random (PyTorch's default init); load ImageNet weights with :func:`load_vgg19`.
     ``normalize=False`` skips the ImageNet mean/std step (for an input that is already normalised).
+    ``padding_mode="reflect"`` and ``input_conv=True`` (a 1x1 conv before ``conv1_1``) make the
+    Gatys-normalised VGG of style-transfer code (:func:`load_vgg19_normalised`).
     """
 
     input_convention = "rgb01"
 
-    def __init__(self, layer="relu5_4", normalize=True, frozen=True):
+    def __init__(self, layer="relu5_4", normalize=True, frozen=True, padding_mode="zeros", input_conv=False):
         super().__init__()
         self.layer = _ALIASES.get(str(layer).lower(), str(layer).lower())
         last = vgg19_layer_index(self.layer)
         self.normalize = normalize
+        # A 1x1 conv 3 -> 3 in front (Gatys et al.'s normalised VGG: RGB in [0, 1] -> mean-free BGR in 0..255).
+        self.input_conv = nn.Conv2d(3, 3, 1) if input_conv else None
         widths = iter(v for v in _CFG if v != "M")
         layers, cin = [], 3
         for idx, kind, _ in _LAYOUT[:last + 1]:
             if kind == "conv":
                 out = next(widths)
-                layers.append(nn.Conv2d(cin, out, 3, padding=1))
+                layers.append(nn.Conv2d(cin, out, 3, padding=1, padding_mode=padding_mode))
                 cin = out
             elif kind == "relu":
                 layers.append(nn.ReLU())
@@ -125,6 +129,8 @@ class VGG19Features(nn.Module):
             mean = xp.asarray(IMAGENET_MEAN, dtype=dtype).reshape(1, 3, 1, 1)
             inv_std = xp.asarray([1.0 / s for s in IMAGENET_STD], dtype=dtype).reshape(1, 3, 1, 1)
             x = (x - mean) * inv_std
+        if self.input_conv is not None:
+            x = self.input_conv(x)
         return self.features(x)
 
     def extra_repr(self):
@@ -188,6 +194,9 @@ def _read_state(path):
 def load_vgg19(path, layer="relu5_4", normalize=True):
     """A :class:`VGG19Features` up to ``layer`` with the weights of a torchvision VGG-19 file.
 
+    A file in the layout of Gatys et al.'s normalised VGG (keys ``0.weight`` of shape ``(3, 3, 1, 1)``,
+    ``2.weight`` ...) is passed on to :func:`load_vgg19_normalised`.
+
     ``path``: a ``.pth`` written by ``torch.save(vgg19.state_dict())`` -- torchvision's own
     ``vgg19-dcbb9e9d.pth`` -- (read without torch), or an ``.npz`` with the same keys, or an already
     loaded ``{name: array}`` dict. Keys ``features.N.weight`` / ``features.N.bias`` (a ``module.``
@@ -197,6 +206,8 @@ def load_vgg19(path, layer="relu5_4", normalize=True):
     state = dict(path) if isinstance(path, dict) else _read_state(path)
     label = "the given state dict" if isinstance(path, dict) else str(path)
     state = {re.sub(r"^module\.", "", str(k)): v for k, v in state.items()}
+    if tuple(np.shape(state.get("0.weight", ()))) == (3, 3, 1, 1):
+        return load_vgg19_normalised(state, layer=layer, label=label)
     if any(re.match(r"features\.\d+\.running_mean$", k) for k in state):
         raise ValueError(f"{label} is VGG-19 with batch normalisation (vgg19_bn), whose layer indices differ; "
                          f"SRGAN's loss uses the plain VGG-19: {_where_to_get()}.")
@@ -213,4 +224,43 @@ def load_vgg19(path, layer="relu5_4", normalize=True):
     if bad:
         raise ValueError(f"{label} has the wrong shapes for VGG-19 ({'; '.join(bad[:3])}); {_where_to_get()}.")
     model.load_state_dict({k: np.asarray(state[k], dtype=np.float32) for k in wanted})
+    return model
+
+
+#: the Gatys-normalised VGG file's layer keys -> torchvision ``features`` indices (conv1_1 ... conv3_1)
+_NORMALISED_KEYS = {"2": 0, "5": 2, "9": 5, "12": 7, "16": 10}
+
+
+def load_vgg19_normalised(path, layer="relu2_2", label=None):
+    """The Gatys-normalised VGG-19 (style-transfer code's ``vgg_normalised*.pth``) as a
+    :class:`VGG19Features` up to ``layer`` (at most ``relu3_1``, the deepest layer such files hold).
+
+    Gatys et al. (CVPR 2016) rescaled each ImageNet VGG-19 filter so that its mean activation over
+    ImageNet is 1; a ReLU feature map of this network is the ImageNet VGG-19's one times a positive
+    per-channel factor, so an MSE on ``relu2_2`` is a channel-reweighted **VGG22** loss (SRGAN's
+    ``l_VGG/2.2``). The file's layout (a torch ``nn.Sequential`` from Lua): ``0`` a 1x1 conv that maps RGB
+    in [0, 1] to mean-subtracted BGR in 0..255, then ``2, 5, 9, 12, 16`` = conv1_1, conv1_2, conv2_1,
+    conv2_2, conv3_1 with **reflection** padding. ``path``: the ``.pth`` / ``.npz`` or a ``{name: array}``.
+    """
+    state = dict(path) if isinstance(path, dict) else _read_state(path)
+    label = label or ("the given state dict" if isinstance(path, dict) else str(path))
+    key = _ALIASES.get(str(layer).lower(), str(layer).lower())
+    if vgg19_layer_index(key) > vgg19_layer_index("relu3_1"):
+        raise ValueError(f"{label} holds VGG-19 only up to conv3_1, so layer {layer!r} cannot be computed; "
+                         "use relu2_2 (vgg22) or another layer up to relu3_1.")
+    model = VGG19Features(key, normalize=False, frozen=True, padding_mode="reflect", input_conv=True)
+    mapping = {"input_conv.weight": "0.weight", "input_conv.bias": "0.bias"}
+    mapping.update({f"features.{i}.{p}": f"{k}.{p}" for k, i in _NORMALISED_KEYS.items() for p in ("weight", "bias")})
+    wanted = dict(model.named_parameters())
+    new = {}
+    for name, p in wanted.items():
+        src = mapping[name]
+        if src not in state:
+            raise ValueError(f"{label} is not a Gatys-normalised VGG-19 file: expected key {src!r} for {name}, "
+                             f"found keys {sorted(state)[:6]}.")
+        if tuple(np.shape(state[src])) != tuple(p.shape):
+            raise ValueError(f"{label}: {src} has shape {tuple(np.shape(state[src]))}, expected {tuple(p.shape)} "
+                             "for a Gatys-normalised VGG-19.")
+        new[name] = np.asarray(state[src], dtype=np.float32)
+    model.load_state_dict(new)
     return model
