@@ -42,10 +42,27 @@ class SRModel(nn.Module):
     def receptive_field(self):
         raise NotImplementedError
 
+    #: stride of the paper's fixed grid of training sub-images, for a network whose paper recipe
+    #: samples one (SRCNN's generate_train.m: 14); None samples random crops.
+    paper_grid_stride = None
+
     @property
-    def upsamples(self):
-        """True when the network itself produces the HR size (post-upsampling networks)."""
-        return self.input_convention != "bicubic-y"
+    def registry_name(self):
+        """The registry name that rebuilds this network (set by :func:`tinysr.models.build`), else None."""
+        return getattr(self, "build_name", None)
+
+    def build_arguments(self):
+        """Keyword arguments that rebuild this network with :func:`tinysr.models.build`, else None.
+
+        A network made by :func:`~tinysr.models.build` remembers them; one that can read them off its own
+        layers (SRCNN, FSRCNN) answers for itself however it was made.
+        """
+        kw = getattr(self, "build_kwargs", None)
+        return dict(kw) if kw is not None else None
+
+    def inference_model(self):
+        """The network to run on whole images: this one (see SRCNN for the one that differs)."""
+        return self
 
 
 def count_weights(model):
