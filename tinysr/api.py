@@ -98,6 +98,10 @@ FAST_RECIPES = {
        for name in ("srresnet", "edsr_baseline", "edsr", "mdsr")},
 }
 
+#: The augmentations training_sampler implements: "flip" (mirror), "rot90" (quarter turns), "scale"
+#: (FSRCNN: each image also downscaled by 0.9..0.6).  A recipe naming any other kind is refused.
+AUGMENTATIONS = ("flip", "rot90", "scale")
+
 # The paper's FSRCNN LR sub-image sizes (Dong, Loy, Tang 2016, Sec. 4.1).
 _FSRCNN_PAPER_PATCH = {2: 10, 3: 7, 4: 6}
 
@@ -693,11 +697,19 @@ def training_sampler(model, images, scale, *, recipe, recipe_name, patch_size, b
     from .data.datasets import make_pair
     conv = _convention(model)
     aug = tuple(recipe.augment)
+    unknown = [a for a in aug if a not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"the recipe's augmentation {', '.join(map(repr, unknown))} is not implemented; use "
+                         f"{', '.join(map(repr, AUGMENTATIONS))}")
     pre = conv == "bicubic-y"
     if "scale" in aug:
         images = patches.scale_augment(images)
         images = [im for im in images if min(im.shape[:2]) // scale * (scale if pre else 1) >= patch_size]
     border = int(getattr(model, "border", 0) or 0)
+    label = patch_size - 2 * border if pre else patch_size * scale
+    if recipe.label_size is not None and recipe_name == "custom" and int(recipe.label_size) != label:
+        raise ValueError(f"the recipe's label_size {recipe.label_size} does not match what {type(model).__name__} "
+                         f"makes of {patch_size} px patches ({label} px); drop label_size or change patch_size")
     pairs = [make_pair(im, scale, upsample=pre, channel="rgb" if conv == "lr-rgb" else "y") for im in images]
     flips = "flip" in aug or "rot90" in aug
     modes = tuple(range(8)) if "flip" in aug else (0, 1, 2, 3)
@@ -781,8 +793,12 @@ def _make_schedule(opt, recipe, iterations, per_epoch_steps, log):
     if kind == "step" and ("every_epochs" in s or "every_iterations" in s):
         every = s.get("every_iterations") or int(s["every_epochs"] * per_epoch_steps)
         return optim.StepLR(opt, max(int(every), 1), s.get("gamma", 0.1))
-    log(f"  note: the recipe's schedule {s} is not automated here; the learning rate stays constant")
-    return None
+    if kind == "plateau":
+        # Needs the validation loss each epoch, which the Trainer does not hand to a schedule.
+        log(f"  note: the recipe's schedule {s} is not automated here; the learning rate stays constant")
+        return None
+    raise ValueError(f"the recipe's learning-rate schedule {s} is not implemented: use {{'type': 'cosine'}} or "
+                     "{'type': 'step'} with 'milestones', 'every_epochs' or 'every_iterations'")
 
 
 def _make_clip(model, recipe):
@@ -824,6 +840,8 @@ def _loss_fn(recipe, net=None, scale=1, iterations=None):
     from . import functional as F
     kind = recipe.loss.split()[0].lower()
     if kind == "drcn" and hasattr(net, "forward_all"):
+        if getattr(recipe, "loss_border", 0):
+            raise ValueError("loss_border is not implemented for DRCN's recursive supervision; set it to 0")
         return RecursiveSupervision(iterations or 1)
     # "mse" (and "drcn" on a network without forward_all: MSE on its output)
     base = F.l1_loss if kind == "l1" else F.mse_loss
