@@ -90,7 +90,7 @@ def to_float64(model):
         p.data = p.data.astype(np.float64)
     for m in model.modules():
         for name, b in list(m._buffers.items()):
-            m._set_buffer(name, b.astype(np.float64))
+            m.register_buffer(name, b.astype(np.float64))
     return model
 
 
@@ -177,14 +177,6 @@ def upsampler(scale, channels, activation=None):
     else:
         raise ValueError(f"pixel-shuffle upsampler supports scales 2, 3, 4, 8; got {scale}")
     return nn.Sequential(*layers)
-
-
-def upsampler_receptive_field(scale):
-    """Extra LR-pixel receptive field of :func:`upsampler` (its 3x3 convs, one per stage)."""
-    stages = 1 if scale == 3 else int(round(np.log2(scale)))
-    # Each later stage runs at a finer grid, where a 3x3 kernel spans fewer LR pixels; count it as
-    # one LR pixel per side per stage (an upper bound that is exact for the first stage).
-    return 2 * stages
 
 
 def count_flops(model, hr_size=48):

@@ -71,6 +71,7 @@ class ModelSpec:
 
 
 _REGISTRY = {}
+_SEQUENCE = {}          # name -> registration count, for a stable listing order
 
 #: The model files, in the papers' chronological order: importing one registers its networks.
 _PAPERS = ("srcnn", "fsrcnn", "vdsr", "drcn", "red", "drrn", "srdensenet", "srresnet", "edsr")
@@ -95,6 +96,7 @@ def register(name, scales, input_convention, citation, description, recipe, *, d
         if old is not None and (old.builder.__module__, old.builder.__qualname__) != \
                 (builder.__module__, builder.__qualname__):
             raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].builder.__qualname__})")
+        _SEQUENCE.setdefault(name, len(_SEQUENCE))
         _REGISTRY[name] = ModelSpec(name, builder, tuple(scales), input_convention, citation, description, recipe,
                                     dict(defaults or {}), paper_params)
         return builder
@@ -106,7 +108,13 @@ def _registered():
     import importlib
     for module in _PAPERS:
         importlib.import_module(f"{__package__}.{module}")
-    return _REGISTRY
+
+    def order(item):
+        # papers in chronological order, a file's entries in the order they are registered (stacked
+        # decorators apply bottom-up), networks registered elsewhere last
+        module = item[1].builder.__module__.rsplit(".", 1)[-1]
+        return (_PAPERS.index(module) if module in _PAPERS else len(_PAPERS)), _SEQUENCE[item[0]]
+    return dict(sorted(_REGISTRY.items(), key=order))
 
 
 def registry():
@@ -122,8 +130,9 @@ def list_models():
 def get_spec(name):
     """The :class:`ModelSpec` of ``name``; unknown names raise ``ValueError`` listing the valid ones."""
     key = str(name).lower().replace("-", "_")
-    if key not in _registered():
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    known = _registered()
+    if key not in known:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(known)}")
     return _REGISTRY[key]
 
 
