@@ -61,8 +61,9 @@ def test_train_end_to_end_resume_message_history_and_checkpoint_meta(small_data,
         tinysr.train("srcnn", iterations=9, resume=False, **kw)
     with pytest.raises(ValueError, match="another run"):
         tinysr.train("srcnn", iterations=9, **{**kw, "scale": 2})
-    # a resumed run must be the run its command describes: a changed batch, patch, rate or data is refused
-    for change in ({"batch_size": 8}, {"patch_size": 25}, {"lr": 1e-2}, {"data": [train, train]}):
+    # a resumed run must be the run its command describes: a changed batch or data is refused (the rate,
+    # the clipping and the patch size may change: tests/test_reliability.py)
+    for change in ({"batch_size": 8}, {"data": [train, train]}):
         with pytest.raises(ValueError, match=f"another run.*{next(iter(change))}"):
             tinysr.train("srcnn", iterations=12, **{**kw, **change})
     lines.clear()
@@ -396,7 +397,9 @@ def test_drcn_paper_recipe_trains_with_recursive_supervision_alpha_falling_to_ze
     r = tinysr.train("drcn", scale=3, recipe="paper", data=train, eval_data=None, iterations=3, batch_size=2,
                      model_kwargs={"recursions": 2, "channels": 4}, out_dir=tmp_path / "run", progress=False,
                      log=lambda m: None)
-    assert [a for a, _, _ in seen] == [1.0, 0.5, 0.0]
+    # each step's loss, then (a checkpoint follows every step here) the same step's loss on the updated
+    # parameters, which the divergence guard checks before writing a checkpoint
+    assert [a for a, _, _ in seen] == [1.0, 1.0, 0.5, 0.5, 0.0, 0.0]
     assert all(b == 0.0 and d == 2 for _, b, d in seen)      # weight decay stays in SGD, not counted twice
     assert np.all(np.isfinite(r.history["loss"]))
     # the fast recipe keeps plain MSE on the ensemble output

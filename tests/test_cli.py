@@ -120,7 +120,6 @@ def test_other_bad_inputs_are_one_sentence(ckpt, photo, tmp_path, capsys):
     cases = [
         (["upscale", str(photo), "--model", "vdsr", "--scale", "2"], "upscale", "vdsr-x2"),     # not shipped
         (["upscale", str(photo), "--model", str(ckpt), "--scale", "3"], "upscale", "trained for x2, not x3"),
-        (["upscale", str(photo), "--model", str(ckpt), "--scale", "2", "--tile", "big"], "upscale", "--tile"),
         (["upscale", "builtin:dog", "--scale", "2"], "upscale", "no such builtin photo"),
         (["eval", str(tmp_path / "none.npz")], "eval", "no checkpoint at"),
         (["eval", "bicubic", "--dataset", "Set6"], "eval", "unknown dataset 'Set6'"),
@@ -131,6 +130,11 @@ def test_other_bad_inputs_are_one_sentence(ckpt, photo, tmp_path, capsys):
         code, _, err = run(argv, capsys)
         assert code == 1, argv
         assert words in one_sentence(err, command), (argv, err)
+    # a malformed number is a wrong command line (exit 2, argparse's convention), still one sentence
+    with pytest.raises(SystemExit) as e:
+        run(["upscale", str(photo), "--model", str(ckpt), "--scale", "2", "--tile", "big"], capsys)
+    assert e.value.code == 2 and "--tile: must be an integer from 1 to 65536 or 'auto' or 'off', got 'big'" \
+        in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [["train", "srcnn"], ["eval", "fsrcnn-x3", "--dataset", "builtin"],

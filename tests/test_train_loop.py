@@ -110,8 +110,45 @@ def test_exploding_loss_is_caught(tmp_path):
     tr = Trainer(model, sample, opt, out_dir=tmp_path, checkpoint_every=1, progress=False, explode_factor=100)
     with pytest.raises(TrainingDiverged):
         tr.run(200)
-    state, _, _ = checkpoint.load(checkpoint.latest(tmp_path))
-    assert all(np.isfinite(v).all() for v in state.values())
+    for path in tmp_path.glob("step_*.npz"):          # whatever was written before the stop is sound
+        state, _, _ = checkpoint.load(path)
+        assert all(np.isfinite(v).all() for v in state.values())
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_guard_works_from_the_second_step_and_never_checkpoints_a_diverged_state(tmp_path):
+    """``lr=1e6``: the first update already wrecks the network. The step-2 loss is refused (one earlier loss
+    is reference enough), and the checkpoint due after step 1 is not written, because the updated
+    parameters are tested on that step's batch before any checkpoint."""
+    model, sample, opt = _toy(lr=1e6)
+    tr = Trainer(model, sample, opt, out_dir=tmp_path, checkpoint_every=1, progress=False)
+    with pytest.raises(TrainingDiverged, match=r"after step 1 .*no checkpoint is written.*--clip"):
+        tr.run(50)
+    assert not list(tmp_path.glob("step_*.npz"))
+    model, sample, opt = _toy(lr=1e6)
+    tr = Trainer(model, sample, opt, out_dir=tmp_path, checkpoint_every=10, progress=False)
+    with pytest.raises(TrainingDiverged, match=r"at step 2 \(the median of the steps before was"):
+        tr.run(50)
+    assert tr.step == 1 and not list(tmp_path.glob("step_*.npz"))
+
+
+def test_the_updated_state_check_leaves_batchnorm_statistics_alone(tmp_path):
+    """The test before each checkpoint runs the network in training mode on the step's batch; BatchNorm's
+    running statistics must come out unchanged (a resumed run must see exactly what the run saved)."""
+    from tinysr.models.srresnet import SRResNet
+    nn.init.seed(0)
+    model = SRResNet(scale=2, blocks=1, channels=8)
+
+    def sample(rng):
+        hr = rng.uniform(0, 1, (2, 3, 8, 8)).astype(np.float32)
+        return hr.reshape(2, 3, 4, 2, 4, 2).mean(axis=(3, 5)), hr
+
+    tr = Trainer(model, sample, optim.Adam(model.parameters(), lr=1e-4), out_dir=tmp_path, checkpoint_every=100,
+                 progress=False)
+    tr.run(2)
+    before = {k: v.copy() for k, v in model.named_buffers()}
+    tr._check_updated_state()
+    assert before and all(np.array_equal(before[k], v) for k, v in model.named_buffers())
 
 
 def test_resume_with_another_seed_is_refused(tmp_path):
@@ -123,11 +160,12 @@ def test_resume_with_another_seed_is_refused(tmp_path):
 
 
 def test_checkpoints_never_unpickle(tmp_path):
-    """A checkpoint is read with allow_pickle=False: an object array is refused, not executed."""
+    """A checkpoint is read without pickle: an object array is refused, not executed, and pickle is never advised."""
     bad = tmp_path / "step_0000001.npz"
     np.savez(bad, __meta__=np.array([{"x": 1}], dtype=object))
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(checkpoint.CheckpointError, match="object array") as e:
         checkpoint.load(bad)
+    assert "allow_pickle" not in str(e.value)
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):
@@ -151,6 +189,17 @@ def test_save_step_keeps_the_two_newest(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("step_*.npz")) == ["step_0000003.npz", "step_0000010.npz"]
     assert checkpoint.latest(tmp_path).name == "step_0000010.npz"
     assert checkpoint.load(checkpoint.latest(tmp_path))[2]["step"] == 10
+
+
+def test_trainer_resume_skips_a_damaged_newest_checkpoint(tmp_path):
+    model, sample, opt = _toy()
+    Trainer(model, sample, opt, out_dir=tmp_path, checkpoint_every=2, progress=False).run(4)
+    (tmp_path / "step_0000004.npz").write_bytes(b"PK\x03\x04 cut short")
+    lines = []
+    model, sample, opt = _toy()
+    tr = Trainer(model, sample, opt, out_dir=tmp_path, progress=False, log=lines.append)
+    assert tr.resume().name == "step_0000002.npz" and tr.step == 2
+    assert len(lines) == 1 and "skipping" in lines[0] and "step_0000004.npz" in lines[0]
 
 
 def test_each_evaluation_records_training_seconds_and_threads(tmp_path):

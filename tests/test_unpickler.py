@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tinysr.models.official import UnsafePickleError, read_torch_file, read_weights
+from tinysr.models.official import UnsafePickleError, WeightsFileError, read_torch_file, read_weights
 
 
 class _Evil:
@@ -82,5 +82,31 @@ def test_state_dict_roundtrip_against_torch(tmp_path, legacy):
 def test_npz_is_read_without_pickle(tmp_path):
     p = tmp_path / "objects.npz"
     np.savez(p, ok=np.ones(3, np.float32), bad=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(WeightsFileError, match=r"objects\.npz .*object array") as e:
         read_weights(p)
+    assert "allow_pickle" not in str(e.value)     # never advise turning pickle on
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("rel", ["srgan/leftthomas_srgan-5/netG_epoch_4_100.pth",
+                                 "vgg19/gatys-normalised_conv3_1/vgg_normalised_conv3_1.pth"])
+def test_legacy_reference_files_equal_torch_load(weights_dir, rel):
+    """Two real pre-1.6 (non-zip) ``torch.save`` files: every tensor equals ``torch.load``'s, bit for bit."""
+    torch = pytest.importorskip("torch")
+    path = weights_dir / rel
+    assert path.read_bytes()[:2] != b"PK"          # really the legacy stream, not a zip
+    want = torch.load(path, weights_only=True, map_location="cpu")
+    got = read_torch_file(path)
+    assert list(got) == list(want)
+    for k, v in want.items():
+        assert got[k].dtype == v.numpy().dtype and got[k].shape == tuple(v.shape), k
+        assert np.array_equal(got[k], v.numpy()), k
+
+
+def test_readers_module_is_the_one_official_reexports():
+    from tinysr.models import official, readers
+    for name in ("read_torch_file", "read_mxnet_params", "RestrictedUnpickler", "UnsafePickleError",
+                 "WeightsFileError"):
+        assert getattr(official, name) is getattr(readers, name)
+    assert issubclass(readers.WeightsFileError, ValueError)
+    assert issubclass(readers.UnsafePickleError, readers.WeightsFileError)

@@ -38,7 +38,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import __version__, backend, checkpoint
+from . import __version__, backend, checkpoint, options
 from .models.registry import TrainingRecipe
 
 __all__ = ["train", "evaluate", "upscale", "load", "compare", "TrainResult", "FAST_RECIPES", "shipped_weights",
@@ -248,6 +248,9 @@ def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=No
     Print it with :func:`tinysr.metrics.format_report`.
     """
     from . import metrics
+    scale, tile = options.check("scale", scale), options.check("tile", tile)
+    if tile in ("auto", "off"):
+        tile = None          # test images are small: one pass
     if isinstance(model, str) and model.lower() == "bicubic":
         if scale is None:
             raise ValueError("pass scale= to evaluate bicubic")
@@ -318,9 +321,10 @@ def _load_checkpoint_file(path, *, label=None):
                                                            "or use tinysr.checkpoint.latest)" if p.is_dir() else ""))
     try:
         state, _, meta = checkpoint.load(p)
-    except KeyError:
-        raise ValueError(f"{p} is an .npz file without tinysr metadata, not a tinysr checkpoint (for the authors' "
-                         "released weights use tinysr.models.load_official)") from None
+    except checkpoint.CheckpointError as e:
+        hint = (" (for the authors' released weights use tinysr.models.load_official)"
+                if "without tinysr metadata" in str(e) else "")
+        raise ValueError(f"{e}{hint}") from None
     except Exception as e:
         raise ValueError(f"{p} is not a readable tinysr checkpoint ({type(e).__name__}: {e})") from None
     name = meta.get("model")
@@ -345,7 +349,7 @@ def load(name_or_path, *, device="cpu", for_inference=True):
     * a shipped name is looked up in ``tinysr/weights/manifest.json`` (see :func:`shipped_weights`);
     * a path is a checkpoint written by :func:`train` (``out_dir/step_*.npz``) or by
       :func:`save_weights`: its metadata names the model, its build arguments and its scale, so the
-      network is rebuilt and its weights loaded.  Files are read with ``allow_pickle=False``.
+      network is rebuilt and its weights loaded.  Files are read without pickle (:func:`tinysr.models.readers.read_npz`).
 
     With ``for_inference`` (the default) a valid-convolution SRCNN comes back as its replicate
     'same'-padding twin (:func:`inference_model`), ready for whole images.  The model is in eval mode,
@@ -364,8 +368,15 @@ def load(name_or_path, *, device="cpu", for_inference=True):
             from .models.registry import registry
             base = name.replace("-", "_")
             hint = ""
+            net_name, _, sc = base.partition("_x")
+            same_net = sorted((k for k in shipped if k.split("-x")[0] == net_name.replace("_", "-")),
+                              key=lambda k: int(k.split("-x")[-1]) if k.split("-x")[-1].isdigit() else 0)
             if base in registry():
                 hint = f" (name a scale, e.g. '{name}-x3')"
+            elif sc and net_name in registry() and same_net:
+                raise ValueError(f"no shipped weights {key!r}: tinysr ships {net_name} for "
+                                 f"{', '.join('x' + k.split('-x')[-1] for k in same_net)} only (or train x{sc} with "
+                                 f"`tinysr train {net_name} --scale {sc}` and pass the checkpoint it prints)")
             if not shipped:
                 raise ValueError(f"no weights are shipped with this copy of tinysr yet, so {key!r} cannot be loaded"
                                  f"{hint}: train them with `tinysr train <model> --scale <s>` and load the checkpoint "
@@ -473,14 +484,76 @@ def _resolve_model(model, scale):
     return model
 
 
-def _auto_tile(model, image, scale, tile):
-    """Tile side in *image* pixels, or None for one pass."""
+def _auto_tile(model, shape, scale, tile):
+    """Tile side in *image* pixels for an image of ``shape``, or None for one pass."""
     if tile != "auto":
-        return None if tile in (None, 0) else int(tile)
+        return None if tile is None else int(tile)
     # About 256 network-input pixels a side keeps the activations (and im2col buffers) of every zoo
     # network to a few hundred MB; a pre-upsampling network sees the image `scale` times larger.
     side = 256 // scale if getattr(model, "input_convention", "") == "bicubic-y" else 256
-    return side if max(image.shape[:2]) > side + side // 2 else None
+    return side if max(shape[:2]) > side + side // 2 else None
+
+
+#: the default ceiling of :func:`upscale`'s estimated memory, in GB (1e9 bytes)
+DEFAULT_MAX_MEMORY_GB = 4.0
+
+
+def _gb(nbytes):
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.0f} MB"
+
+
+def _image_shape(image):
+    """``(H, W[, 3])`` of an image argument without decoding a file (PIL reads only the header)."""
+    if isinstance(image, np.ndarray):
+        return image.shape
+    s = os.fspath(image)
+    if s.startswith("builtin:"):
+        return _read_image(s).shape           # small sample photos
+    import warnings
+
+    from PIL import Image
+    try:
+        # only the header is read here, and upscale() weighs the size itself (and says so), so PIL's
+        # decompression-bomb check of the pixel count would only pre-empt that sentence less precisely
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(s)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+        with im:
+            w, h = im.size
+            return (h, w) if im.mode in ("L", "I", "I;16", "F", "1") else (h, w, 3)
+    except Exception:   # noqa: BLE001 -- imread then reports the file's problem in its own sentence
+        return _read_image(s).shape
+
+
+def upscale_memory(shape, model, scale, tile):
+    """Estimated peak bytes of :func:`upscale` for an image of ``shape`` ``(H, W[, C])``.
+
+    The sum of: the uint8 input; the uint8 output, counted twice (the array and the copy the PNG
+    encoder makes); and the float32 working set of one pass over a tile (or of the whole image when
+    ``tile`` is None): 16 bytes per network-input pixel and channel of the widest layer (its input
+    and output activations and the convolution's work buffers, float32) and 96 bytes per output
+    pixel (the float64 colour planes of the pipeline). Against tracemalloc's peak for the shipped
+    SRCNN, FSRCNN and VDSR x3, tiled and untiled, it lies between 0.5x and 2.1x of the measured
+    peak (``tests/test_reliability.py`` keeps SRCNN and FSRCNN within 2.5x either way).
+    """
+    h, w = shape[:2]
+    c = shape[2] if len(shape) == 3 else 1
+    s = int(scale)
+    io_bytes = h * w * c + 2 * (h * s) * (w * s) * c
+    side_h, side_w = (h, w) if tile is None else (min(h, tile), min(w, tile))
+    pre = getattr(model, "input_convention", "") == "bicubic-y"
+    # network-input pixels of one pass, with the tile margin (pre-upsampling networks see s times more)
+    margin = 0 if tile is None else 2 * _tile_margin(model, s)
+    px = (side_h + margin) * (side_w + margin) * (s * s if pre else 1)
+    widths = [p.shape[0] for p in model.parameters() if p.ndim == 4] or [64]
+    width = max(widths)
+    out_px = (side_h * s) * (side_w * s)
+    work = 16 * width * px + 96 * out_px
+    return int(io_bytes + work)
 
 
 def _tile_margin(net, scale):
@@ -521,7 +594,8 @@ def _super_resolve_tiled(net, img, scale, tile, *, self_ensemble=False, device=N
     return infer.run_tiled(run, img.shape[:2], tile, _tile_margin(net, scale), axes=(0, 1), dtype=np.uint8)
 
 
-def upscale(image, model="fsrcnn", scale=3, *, tile="auto", self_ensemble=False, out=None, device=None):
+def upscale(image, model="fsrcnn", scale=3, *, tile="auto", self_ensemble=False, out=None, device=None,
+            max_memory_gb=DEFAULT_MAX_MEMORY_GB, log=None):
     """Super-resolve a photo: returns uint8 ``(scale*H, scale*W[, 3])``; writes it to ``out`` if given.
 
     Parameters
@@ -532,24 +606,40 @@ def upscale(image, model="fsrcnn", scale=3, *, tile="auto", self_ensemble=False,
     model : a shipped name or registry name (``"fsrcnn"`` means the shipped ``"fsrcnn-x<scale>"``), a
         checkpoint path, or a Module.
     tile : side of a tile in pixels of ``image``; ``"auto"`` (default) tiles big images (about 256
-        network-input pixels a tile), ``None`` never tiles.  Tiles overlap by the receptive field plus
-        the bicubic kernel's reach, so the result equals the untiled one while memory stays bounded
-        by the tile size (a 2000x2000 photo at x3: see ``benchmarks/upscale_memory.py``).
+        network-input pixels a tile), ``None`` or ``"off"`` never tiles.  Tiles overlap by the receptive
+        field plus the bicubic kernel's reach, so the result equals the untiled one while memory stays
+        bounded by the tile size (a 2000x2000 photo at x3: see ``benchmarks/upscale_memory.py``).
     self_ensemble : average the 8 flips/rotations (8x the time, a little sharper).
+    max_memory_gb : refuse, before decoding the image, an upscale whose estimated peak memory
+        (:func:`upscale_memory`: the image, the output, one tile's activations) exceeds this many GB;
+        default :data:`DEFAULT_MAX_MEMORY_GB`.  ``None`` lifts the limit.
+    log : a callable that is told the estimate before the work starts (the CLI prints it).
 
     Colour: Y networks super-resolve the luminance and upsample Cb/Cr with bicubic, as the papers'
     demos do; RGB networks take the RGB image (see :func:`tinysr.infer.super_resolve`).
     """
     from . import infer
     from .data.io import imwrite
-    img = _read_image(image)
+    scale, tile = options.check("scale", scale), options.check("tile", tile)
+    max_memory_gb = options.check("max_memory_gb", max_memory_gb)
+    tile = None if tile == "off" else tile
     net = inference_model(_resolve_model(model, scale))
     scale = _check_scale(net, scale)
+    shape = _image_shape(image)
+    t = _auto_tile(net, shape, scale, tile)
+    need = upscale_memory(shape, net, scale, t)
+    h, w = shape[:2]
+    what = (f"upscaling {w}x{h} to {w * scale}x{h * scale} needs about {_gb(need)} of memory "
+            f"({'tiles of ' + str(t) + ' px' if t is not None and max(h, w) > t else 'one pass'})")
+    if max_memory_gb is not None and need > max_memory_gb * 1e9:
+        raise MemoryError(f"{what}, above the {max_memory_gb:g} GB limit: allow it with --max-memory "
+                          f"{math.ceil(need / 1e9)} (max_memory_gb= in Python) if this machine has that much free, "
+                          "or upscale a crop or a smaller copy of the image")
+    if log is not None:
+        log(what)
+    img = _read_image(image)
     if img.ndim not in (2, 3) or img.size == 0 or (img.ndim == 3 and img.shape[2] != 3):
         raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {img.shape}")
-    t = _auto_tile(net, img, scale, tile)
-    if t is not None and t <= 0:
-        raise ValueError(f"tile must be a positive number of pixels, got {t}")
     if t is None or max(img.shape[:2]) <= t:
         sr = infer.super_resolve(net, img, scale, self_ensemble=self_ensemble, device=device)
     else:
@@ -572,13 +662,14 @@ def compare(image, model="fsrcnn", scale=3, *, out=None, crop=None, tile="auto",
     from . import metrics
     from .data.io import check_size
     from .data.resize import imresize, modcrop
+    scale = options.check("scale", scale)
     hr = _read_image(image)
     check_size(hr, scale, image if not isinstance(image, np.ndarray) else None, min_lr=8)
     hr = modcrop(hr, scale)
     lr = imresize(hr, 1.0 / scale)
     bic = imresize(lr, float(scale))
     net = inference_model(_resolve_model(model, scale))
-    sr = upscale(lr, net, scale, tile=tile, self_ensemble=self_ensemble, device=device)
+    sr = upscale(lr, net, scale, tile=tile, self_ensemble=self_ensemble, device=device, max_memory_gb=None)
     res = {k: {"psnr": metrics.psnr(v, hr, scale), "ssim": metrics.ssim(v, hr, scale)}
            for k, v in (("bicubic", bic), ("model", sr))}
     res["images"] = (bic, sr, hr)
@@ -861,8 +952,8 @@ def _loss_fn(recipe, net=None, scale=1, iterations=None):
 
 
 def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5", recipe="fast", iterations=None,
-          epochs=None, batch_size=None, patch_size=None, lr=None, seed=0, out_dir=None, resume=True, eval_every=None,
-          checkpoint_every=None, model_kwargs=None, progress=True, log=_log_default):
+          epochs=None, batch_size=None, patch_size=None, lr=None, clip=None, seed=0, out_dir=None, resume=True,
+          eval_every=None, checkpoint_every=None, model_kwargs=None, progress=True, log=_log_default):
     """Train a super-resolution network and return a :class:`TrainResult`.
 
     Parameters
@@ -882,20 +973,33 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         sub-images, or over non-overlapping patches of the training set for random crops).  Default:
         the recipe's.
     batch_size, patch_size, lr : override the recipe.
+    clip : clip the gradients' global L2 norm to this value (replacing the recipe's clipping), or
+        ``"off"`` for none; default: the recipe's.
     seed : seeds the initialisation and every random crop; a run is a function of its seed.
     out_dir : checkpoints, ``history.json`` and ``curves.png`` (default ``runs/<model>-x<s>-<recipe>-seed<seed>``).
-    resume : continue from the newest checkpoint in ``out_dir`` (it says so loudly); with
-        ``resume=False`` an ``out_dir`` that already holds checkpoints is refused.
+    resume : continue from the newest checkpoint in ``out_dir`` that reads back completely (it says so
+        loudly, and names any newer one it skipped and why); with ``resume=False`` an ``out_dir`` that
+        already holds checkpoints is refused. A resumed run may change ``lr``, ``clip`` and
+        ``patch_size`` (e.g. small patches early, larger later); each change is logged and recorded
+        in ``history.json`` under ``"changes"``. Anything else must match the checkpoint's run.
     model_kwargs : build arguments for a registry model (e.g. ``{"variant": "9-5-5"}``).
 
     A loss that turns NaN or explodes stops the run with :class:`tinysr.train.TrainingDiverged`; the last
-    good checkpoint is kept.  Interrupting (Ctrl-C) keeps the last checkpoint too: run the same call
-    again to resume.
+    good checkpoint is kept and none is written from the diverged state.  Interrupting (Ctrl-C) keeps the
+    last checkpoint too: run the same call again to resume.  Every numeric argument is checked first
+    (:mod:`tinysr.options`): a wrong one is refused in one sentence before anything is read or written.
     """
     from .models.registry import build, get_spec
     from .nn import Module, init
     from .train import Trainer
     t_start = time.time()
+    # every number at the boundary, before any work (one rule table with the CLI: tinysr.options)
+    o = options.check_all(iterations=iterations, epochs=epochs, batch_size=batch_size, patch_size=patch_size,
+                          lr=lr, clip=clip, seed=seed, eval_every=eval_every, checkpoint_every=checkpoint_every)
+    iterations, epochs, batch_size, patch_size = o["iterations"], o["epochs"], o["batch_size"], o["patch_size"]
+    lr, clip, seed, eval_every, checkpoint_every = o["lr"], o["clip"], o["seed"], o["eval_every"], o["checkpoint_every"]
+    if iterations is not None and epochs is not None:
+        raise ValueError("give iterations or epochs, not both")
     device = backend.check_device(device)            # before any work: a missing GPU fails at once
     from .distributed import from_environment
     comm = from_environment(device)                  # under `mpiexec -n N`: one rank of a data-parallel run
@@ -903,7 +1007,7 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         log, progress = (lambda *args, **kwargs: None), False     # rank 0 speaks for the run
 
     # scale=(2, 3, 4): one network for several scales (VDSR's multi-scale training, MDSR)
-    scales = tuple(int(v) for v in scale) if isinstance(scale, (list, tuple)) else (int(scale),)
+    scales = tuple(options.check("scale", v) for v in (scale if isinstance(scale, (list, tuple)) else (scale,)))
     if not scales or len(set(scales)) != len(scales):
         raise ValueError(f"scale must be one factor or distinct factors, got {scale!r}")
     scale = scales[0]
@@ -950,14 +1054,16 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
             raise ValueError(f"{key} upsamples by a fixed factor: it cannot train on several scales at once "
                              "(VDSR-style networks and MDSR can)")
     rec = replace(rec, batch_size=int(batch_size or rec.batch_size))
+    if clip is not None:
+        rec = replace(rec, grad_clip=None if clip == "off" else {"type": "norm", "max_norm": float(clip)})
     ps = {s: _patch_for(rec, s, patch_size, key, recipe_name) for s in scales}
     p = ps[scale]
     if out_dir is None:
         out_dir = Path("runs") / f"{key}-x{'+'.join(map(str, scales))}-{recipe_name}-seed{seed}"
     out_dir = Path(out_dir)
     if not resume and checkpoint.latest(out_dir) is not None:
-        raise ValueError(f"{out_dir} already holds checkpoints of an earlier run; pass resume=True to continue it, "
-                         "or choose another out_dir")
+        raise ValueError(f"{out_dir} already holds checkpoints of an earlier run; to continue it run without --fresh "
+                         "(resume=True in Python), or choose another output folder")
     if device != "cpu":
         net.to(device)
 
@@ -1028,17 +1134,10 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     trainer = Trainer(net, sample, opt, loss=_loss_fn(rec, net, scale, iterations), schedule=schedule, clip=clip, evaluate=evaluate_fn,
                       eval_every=eval_every, checkpoint_every=checkpoint_every, out_dir=out_dir, seed=seed, meta=meta,
                       device=device, log=log, progress=progress, communicator=comm)
-    resumed = None
-    if resume:
-        latest = checkpoint.latest(out_dir)
-        if latest is not None:
-            _, _, old = checkpoint.load(latest)
-            _check_same_run(latest, old, meta)
-            resumed = trainer.resume()
-            log(f"==> resuming from {resumed} at step {trainer.step} of {iterations}")
-            if old.get("iterations") not in (None, iterations):
-                log(f"==> the run was planned for {old['iterations']} steps and now runs to {iterations}: the "
-                    f"learning-rate schedule is re-planned over {iterations} steps from step {trainer.step}")
+    if comm is None or comm.is_root:             # rank 0 owns the run folder's files
+        for tmp in checkpoint.remove_stale_temporaries(out_dir):
+            log(f"==> removed {tmp.name}, a half-written file left by a run that was killed while saving")
+    resumed = _resume(trainer, out_dir, meta, opt, schedule, iterations, log) if resume else None
     if resumed is None:
         evals = f"evaluating on {_describe(eval_data)} every {eval_every}" if eval_data is not None else "no evaluation"
         log(f"==> starting fresh in {out_dir} ({iterations} steps, {evals})")
@@ -1059,19 +1158,73 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         final = dict(per_scale[scale])
         if multi:
             final["per_scale"] = {s: {"psnr": r_s["psnr"], "ssim": r_s["ssim"]} for s, r_s in per_scale.items()}
+        final.update(_baselines(eval_data, name, scale, log))
     log(f"==> checkpoint {last}; load it with tinysr.load({str(last)!r})")
     return TrainResult(model=net, history=trainer.history, metrics=final, out_dir=out_dir, checkpoint=last,
                        resumed_from=resumed, seconds=time.time() - t_start, recipe=recipe_dict)
 
 
+def _resume(trainer, out_dir, meta, opt, schedule, iterations, log):
+    """Continue ``trainer`` from the newest checkpoint in ``out_dir`` that reads back (naming any newer one
+    skipped, and why); returns its path, or None for a fresh run.  The checkpoint's run must be this one
+    (:func:`_check_same_run`) up to the rate, the clipping and the patch size: those changes are logged,
+    recorded in ``history.json`` under ``"changes"``, and a new rate takes over through the schedule."""
+    latest, loaded, skipped = checkpoint.newest_valid(out_dir)
+    for bad, why in skipped:
+        log(f"==> skipping {bad}: {why}")
+    if latest is None and skipped:
+        raise ValueError(f"no checkpoint in {out_dir} can be read ({len(skipped)} tried, the newest: "
+                         f"{skipped[0][1]}); move them elsewhere to start this run afresh")
+    if latest is None:
+        return None
+    old = loaded[2]
+    changes = _check_same_run(latest, old, meta)
+    fresh_lrs = [g["initial_lr"] for g in opt.param_groups]
+    resumed = trainer.resume(latest)
+    log(f"==> resuming from {resumed} at step {trainer.step} of {iterations}")
+    if changes:
+        if "lr" in changes:
+            # the checkpoint's optimiser state carries the old rates; the new base rate (and the
+            # per-layer rates in proportion) takes over from here, through the schedule if any
+            for g, lr0 in zip(opt.param_groups, fresh_lrs):
+                g["initial_lr"] = g["lr"] = lr0
+            if schedule is not None:
+                schedule.load_state_dict(schedule.state_dict())
+        trainer.history.setdefault("changes", []).append({"step": trainer.step, **changes})
+        log("==> changed on resume (recorded in history.json): " + "; ".join(
+            f"{k} {v['from']!r} -> {v['to']!r}" for k, v in changes.items()))
+    if old.get("iterations") not in (None, iterations):
+        log(f"==> the run was planned for {old['iterations']} steps and now runs to {iterations}: the "
+            f"learning-rate schedule is re-planned over {iterations} steps from step {trainer.step}")
+    return resumed
+
+
+def _baselines(eval_data, name, scale, log):
+    """What to read a run's final PSNR against: bicubic on the same images (``bicubic_psnr``) and how long
+    the shipped weights of this network trained (``shipped_steps``: ``(name, steps)`` or None) -- a few
+    hundred steps is far from either, which the final line should say rather than leave to guesswork."""
+    bic = evaluate("bicubic", eval_data, scale=scale)["psnr"]
+    shipped = [(k, v["steps"]) for k, v in shipped_weights().items()
+               if v.get("model") == name and v.get("scale") == scale and v.get("steps")]
+    log(f"==> bicubic on the same images: {bic:.3f} dB" + (
+        f"; the shipped {shipped[0][0]} trained {shipped[0][1]:,} steps" if shipped else ""))
+    return {"bicubic_psnr": bic, "shipped_steps": shipped[0] if shipped else None}
+
+
 # What makes two runs the same run: resuming with any of these changed would silently train a model that
 # no single command describes.  The length (``iterations``) may change: that extends or shortens a run.
-_SAME_RUN_KEYS = ("model", "scale", "scales", "recipe", "model_kwargs", "recipe_params", "patch_size", "lr",
-                  "data")
+_SAME_RUN_KEYS = ("model", "scale", "scales", "recipe", "model_kwargs", "recipe_params", "data")
+# What a resumed run may change, as the divergence guard advises (a lower rate, clipping) or as a
+# curriculum does (small patches early, larger later); each change is recorded in history.json.
+_RESUME_MAY_CHANGE = ("lr", "patch_size")
+_RECIPE_MAY_CHANGE = ("grad_clip",)
 
 
 def _check_same_run(path, old, meta):
-    """Refuse to resume from ``path`` when its run differs from this one in anything but its length."""
+    """Refuse to resume from ``path`` when its run differs from this one in anything but its length, the
+    learning rate, the gradient clipping and the patch size; returns those changes as
+    ``{key: {"from": old, "to": new}}`` (empty when nothing changed).  A refusal names only the
+    fields that differ (for a recipe, only its differing entries)."""
     def norm(v):
         return json.loads(json.dumps(v, sort_keys=True, default=str))
     old = dict(old)
@@ -1081,12 +1234,31 @@ def _check_same_run(path, old, meta):
                     for f in dataclasses.fields(TrainingRecipe)
                     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
         old["recipe_params"] = {**defaults, **old["recipe_params"]}
-    diff = [f"{k} {old.get(k)!r} there, {meta[k]!r} now" for k in _SAME_RUN_KEYS
-            if k in old and norm(old[k]) != norm(meta[k])]
+    changes = {}
+    old_rp, new_rp = old.get("recipe_params"), meta.get("recipe_params")
+    if isinstance(old_rp, dict) and isinstance(new_rp, dict):
+        for k in _RECIPE_MAY_CHANGE:
+            if norm(old_rp.get(k)) != norm(new_rp.get(k)):
+                changes[k] = {"from": old_rp.get(k), "to": new_rp.get(k)}
+        old["recipe_params"] = {**old_rp, **{k: new_rp.get(k) for k in _RECIPE_MAY_CHANGE}}
+    for k in _RESUME_MAY_CHANGE:
+        if k in old and norm(old[k]) != norm(meta.get(k)):
+            changes[k] = {"from": old[k], "to": meta.get(k)}
+    diff = []
+    for k in _SAME_RUN_KEYS:
+        if k not in old or norm(old[k]) == norm(meta[k]):
+            continue
+        if isinstance(old[k], dict) and isinstance(meta[k], dict):
+            a, b = norm(old[k]), norm(meta[k])
+            diff += [f"{k}.{f} {a.get(f)!r} there, {b.get(f)!r} now" for f in sorted(set(a) | set(b))
+                     if a.get(f) != b.get(f)]
+        else:
+            diff.append(f"{k} {old[k]!r} there, {meta[k]!r} now")
     diff += [f"{k} {old.get(k)!r} there, {meta[k]!r} now" for k in ("model", "scale", "recipe") if k not in old]
     if diff:
         raise ValueError(f"{path} belongs to another run ({'; '.join(diff)}); resuming would mix two "
                          "configurations, so choose another out_dir (or repeat that run's settings to continue it)")
+    return changes
 
 
 def _describe(data):

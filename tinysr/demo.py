@@ -42,6 +42,8 @@ def _photo_luminance():
 
 def run(steps=400, batch=16, patch=24, seed=0, log_every=50, out=print):
     """Train :class:`TinyESPCN` on random crops of a builtin photo; returns the list of losses."""
+    from . import options
+    steps = options.check("steps", steps)
     rng = np.random.default_rng(seed)
     nn.init.seed(seed)
     y = _photo_luminance()

@@ -165,8 +165,11 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
     ``history``: per step ``step``, ``d_loss``, ``g_loss`` (total), ``content``, ``adversarial``,
     ``d_real`` / ``d_fake`` (mean D probability on HR and on SR patches), and ``eval`` entries.
     """
-    from . import nn
+    from . import nn, options
     from .models.srresnet import SRGANDiscriminator
+    options.check_all(iterations=iterations, batch_size=batch_size, patch_size=patch_size, lr=lr,
+                      adv_weight=adv_weight, seed=seed, checkpoint_every=checkpoint_every,
+                      eval_every=eval_every or None)
     scale = int(scale or getattr(generator, "scale"))
     gen = copy.deepcopy(generator) if copy_generator else generator
     gen.to(device)

@@ -15,12 +15,17 @@ import numpy as np
 
 from . import __version__, checkpoint
 from . import functional as F
-from .autograd import Tensor
+from .autograd import Tensor, no_grad
 from .backend import to_device
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf or exploded; the last good checkpoint is kept."""
+    """The loss became NaN/inf or exploded; the last good checkpoint is kept and no checkpoint is
+    written from the diverged state."""
+
+
+ADVICE = ("Lower the learning rate (--lr, or lr= in Python) or clip the gradients (--clip, or clip=), then run the "
+          "same command again: it resumes from the last good checkpoint with the new setting")
 
 
 class Trainer:
@@ -39,7 +44,10 @@ class Trainer:
     out_dir : folder for checkpoints, ``history.json`` and ``curves.png`` (None: keep nothing)
     seed : seeds the sampler's generator
     meta : extra JSON metadata recorded in every checkpoint (model name, config, scale)
-    explode_factor : a loss this many times the median of the last 50 counts as exploding
+    explode_factor : a loss this many times the median of the (up to 50) losses before it counts as
+        exploding; the guard works from the second step on (the first can only be non-finite), and
+        every checkpoint is preceded by the same test of the just-updated parameters on the step's
+        own batch, so that no checkpoint is ever written from a diverged state.
     communicator : a :class:`tinysr.distributed.Communicator` for data-parallel training under
         ``mpiexec`` (None: one process).  Each rank trains on its slice of every batch and the gradients
         are all-reduced; only rank 0 evaluates, reports and writes files.
@@ -63,6 +71,7 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.step = 0
         self.history = {"step": [], "loss": [], "lr": [], "eval": []}
+        self._last_batch = None
 
     # ------------------------------------------------------------------ checkpoints
     def _meta(self):
@@ -79,6 +88,39 @@ class Trainer:
         if start is not None:
             self.history["seconds"] = self._seconds_before + time.time() - start
 
+    def _kept(self):
+        """Where the last good checkpoint is, for the divergence message."""
+        last = checkpoint.latest(self.out_dir) if self.out_dir else None
+        return f"the last good checkpoint {last} is kept" if last else "no checkpoint was written"
+
+    def _check_updated_state(self):
+        """Raise :class:`TrainingDiverged` if the parameters after the last update are not finite or give a
+        loss on the step's own batch that the guard would stop at. Buffers (BatchNorm's running
+        statistics) are restored afterwards, so the check changes nothing a resumed run could see."""
+        for name, p in self.model.named_parameters():
+            if not bool(p.xp.isfinite(p.data).all()):
+                raise TrainingDiverged(f"parameter {name} is no longer finite after step {self.step}; no checkpoint "
+                                       f"is written from it and {self._kept()}. {ADVICE}.")
+        if self._last_batch is None:
+            return
+        x, y, scale = self._last_batch
+        saved = [(b, b.copy()) for _, b in self.model.named_buffers()]
+        routed = hasattr(self.model, "set_scale")      # MDSR: the batch's branches, not the evaluation's last
+        previous = getattr(self.model, "scale", None)
+        try:
+            if routed:
+                self.model.set_scale(scale)
+            with no_grad():
+                value = self._loss(x, y, self.step - 1)
+        finally:
+            for b, copy in saved:
+                b[...] = copy
+            if routed:
+                self.model.set_scale(previous)
+        if not math.isfinite(value) or self._exploding(value):
+            raise TrainingDiverged(f"after step {self.step} the updated parameters give a loss of {value:.4g} on that "
+                                   f"step's batch; no checkpoint is written from them and {self._kept()}. {ADVICE}.")
+
     def _writes(self):
         return self.out_dir is not None and (self.communicator is None or self.communicator.is_root)
 
@@ -86,18 +128,21 @@ class Trainer:
         if not self._writes():
             return None
         self._clock()
-        for name, p in self.model.named_parameters():
-            if not bool(p.xp.isfinite(p.data).all()):
-                raise TrainingDiverged(f"parameter {name} is no longer finite at step {self.step}; the last good "
-                                       f"checkpoint in {self.out_dir} is kept. Lower the learning rate, then resume.")
+        self._check_updated_state()
         return checkpoint.save_step(self.out_dir, self.step, self.model, self.optimizer, self._meta())
 
-    def resume(self):
-        """Load the newest checkpoint in ``out_dir`` if there is one; returns its path or None."""
-        path = checkpoint.latest(self.out_dir) if self.out_dir else None
+    def resume(self, path=None):
+        """Load ``path``, or else the newest checkpoint in ``out_dir`` that reads back completely (a newer,
+        damaged one is skipped and named in the log); returns the path loaded, or None."""
+        if path is not None:
+            loaded = checkpoint.load(path)
+        elif self.out_dir is not None:
+            path, loaded, skipped = checkpoint.newest_valid(self.out_dir)
+            for bad, why in skipped:
+                self.log(f"==> skipping {bad}: {why}")
         if path is None:
             return None
-        state, opt_state, meta = checkpoint.load(path)
+        state, opt_state, meta = loaded
         if meta.get("seed") != self.seed:
             raise ValueError(f"{path} was written with seed {meta.get('seed')} but this run uses seed {self.seed}; "
                              "use another out_dir, or the same seed to continue it")
@@ -112,28 +157,35 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ the loop
+    def _loss(self, x, y, step, keep_graph=False):
+        """The loss of the current parameters on ``(x, y)`` (a Tensor with ``keep_graph``, else a float)."""
+        # A diverging forward pass overflows; NumPy's RuntimeWarnings would only bury the sentence the
+        # guard writes, which stops the run before the bad step is applied and says what to do.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if getattr(self.loss_fn, "needs_model", False):
+                # a loss on more than the output (DRCN's recursive supervision sees every recursion's
+                # prediction); it may depend on the step, which the checkpoint holds, so resume stays exact
+                loss = self.loss_fn(self.model, x, y, step)
+            else:
+                loss = self.loss_fn(self.model(x), y)
+            return loss if keep_graph else loss.item()
+
     def train_step(self):
         x, y = self.sample(self.rng)
         if self.communicator is not None:          # every rank drew the global batch; keep this rank's rows
             x, y = self.communicator.local_batch(x, y)
         x, y = Tensor(to_device(x, self.device)), Tensor(to_device(y, self.device))
-        # A diverging forward pass overflows; NumPy's RuntimeWarnings would only bury the sentence below,
-        # which stops the run before the bad step is applied and says what to do.
+        loss = self._loss(x, y, self.step, keep_graph=True)
         with np.errstate(over="ignore", invalid="ignore"):
-            if getattr(self.loss_fn, "needs_model", False):
-                # a loss on more than the output (DRCN's recursive supervision sees every recursion's
-                # prediction); it may depend on the step, which the checkpoint holds, so resume stays exact
-                loss = self.loss_fn(self.model, x, y, self.step)
-            else:
-                loss = self.loss_fn(self.model(x), y)
             value = loss.item()
         if self.communicator is not None:          # gradients and loss of the global batch, on every rank
             value = self.communicator.backward_and_reduce(loss, self.model, self.optimizer)
         if not math.isfinite(value) or self._exploding(value):
             raise TrainingDiverged(
-                f"the training loss became {value:.4g} at step {self.step + 1}; stopped before applying it. "
-                f"The last good checkpoint is kept{' in ' + str(self.out_dir) if self.out_dir else ''}. "
-                "Lower the learning rate or enable gradient clipping, then resume.")
+                f"the training loss became {value:.4g} at step {self.step + 1}"
+                f"{f' (the median of the steps before was {self._reference():.4g})' if self.history['loss'] else ''}; "
+                f"stopped before applying it and {self._kept()}. {ADVICE}.")
+        self._last_batch = (x, y, getattr(self.model, "scale", None))
         if self.communicator is None:
             self.optimizer.zero_grad()
             loss.backward()
@@ -145,9 +197,13 @@ class Trainer:
         self.step += 1
         return value
 
-    def _exploding(self, value):
+    def _reference(self):
         recent = self.history["loss"][-50:]
-        return len(recent) >= 10 and value > self.explode_factor * float(np.median(recent))
+        return float(np.median(recent)) if recent else float("nan")
+
+    def _exploding(self, value):
+        # from the second step on: one earlier loss is reference enough for a factor of explode_factor
+        return bool(self.history["loss"]) and value > self.explode_factor * self._reference()
 
     def run(self, iterations, on_step=None):
         """Train until ``iterations`` steps in total (counting resumed ones); returns the history."""

@@ -2,7 +2,10 @@
 
 Formats read (see ``shared/reference-weights/README.md`` for each file's provenance and layout):
 
-* ``.npz`` -- the README's conversions (and tinysr's own files), read with ``allow_pickle=False``;
+The byte-level readers live in :mod:`tinysr.models.readers` (re-exported here); this module maps
+what they return onto tinysr models:
+
+* ``.npz`` -- the README's conversions (and tinysr's own files), read without pickle;
 * ``.mat`` -- the SRCNN and FSRCNN authors' MATLAB files and VDSR's MatConvNet file, via SciPy;
 * ``.pth`` -- PyTorch pickles (legacy and zip formats), read **without torch** by
   :class:`RestrictedUnpickler`, which admits only the globals that rebuild tensors;
@@ -13,291 +16,20 @@ SRCNN/FSRCNN author weights, shared PReLU, DRRN's after-ReLU skip, bias-free VDS
 port) and loads the weights. :func:`evaluate_official` then scores it under the protocol that the
 weights' source used (:data:`PROTOCOLS`), so that the numbers can be compared with what it reports.
 
-Why pickles are dangerous: unpickling calls whatever callables the file names (``os.system`` is
-one opcode away). :class:`RestrictedUnpickler` resolves only a fixed allow-list of names to
-inert, tinysr-written replacements; everything else raises :class:`UnsafePickleError` before
-anything is called.
+Why pickles are dangerous, and how the readers stay memory-safe on crafted files: see
+:mod:`tinysr.models.readers`.
 """
-import io
 import math
-import pickle
-import struct
-import zipfile
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
+from .readers import (RestrictedUnpickler, UnsafePickleError, WeightsFileError, _ModuleStub, read_mat,
+                      read_mxnet_params, read_npz, read_torch_file, state_dict_of)
 from .registry import build
 
 __all__ = ["load_official", "read_weights", "read_torch_file", "read_mxnet_params", "RestrictedUnpickler",
-           "UnsafePickleError", "evaluate_official", "prepare_pair", "PROTOCOLS"]
-
-
-# ---------------------------------------------------------------------------------------------------
-# PyTorch pickles without torch
-# ---------------------------------------------------------------------------------------------------
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global that is not on the allow-list (it could run code); nothing ran."""
-
-
-_STORAGE_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-                   "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-                   "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
-                   "BFloat16Storage": None}
-
-
-class _StorageType:
-    """Stands in for ``torch.FloatStorage`` & co.: only remembers the element dtype."""
-
-    def __init__(self, name):
-        self.name = name
-        self.dtype = _STORAGE_DTYPES[name]
-
-
-class _Storage:
-    """A flat array of one storage of the file, filled in once its bytes have been read."""
-
-    def __init__(self, dtype, numel):
-        self.dtype, self.numel, self.array = dtype, numel, None
-
-
-class _LazyTensor:
-    """What ``_rebuild_tensor`` returns: the storage and the view, turned into an array after loading."""
-
-    def __init__(self, storage, offset, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, int(offset), tuple(size), tuple(stride)
-
-    def __setstate__(self, state):
-        pass  # old Parameter pickles BUILD extra state (hooks) onto the tensor; nothing to keep
-
-    def to_numpy(self):
-        a = self.storage.array
-        if a is None:
-            raise pickle.UnpicklingError("a tensor refers to a storage whose bytes were not found in the file")
-        item = a.dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(a[self.offset:], shape=self.size,
-                                               strides=tuple(s * item for s in self.stride))
-        return np.array(view)
-
-
-def _rebuild_tensor(storage, offset, size, stride, *unused):
-    return _LazyTensor(storage, offset, size, stride)
-
-
-def _rebuild_parameter(data, requires_grad=True, backward_hooks=None, *unused):
-    return data
-
-
-class _ModuleStub:
-    """Inert stand-in for a pickled ``nn.Module`` class: it only keeps the object's ``__dict__``.
-
-    Instantiating it runs no code of the file; the state (``_parameters``, ``_modules``) becomes a
-    plain dict that :func:`_state_dict_of` walks.
-    """
-
-    def __init__(self, *args, **kwargs):
-        self.__dict__["_stub_args"] = args
-
-    def __setstate__(self, state):
-        if isinstance(state, dict):
-            self.__dict__.update(state)
-
-
-def _stub_function(*args, **kwargs):
-    return None
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals needed to rebuild tensors and state dicts.
-
-    Allowed: ``collections.OrderedDict``, ``torch._utils._rebuild_tensor(_v2)``,
-    ``torch._utils._rebuild_parameter``, ``torch.nn.parameter.Parameter`` and the ``torch.*Storage``
-    types, each mapped to a tinysr replacement that only builds arrays. With ``module_stubs=True``
-    (for files that pickled a whole module, e.g. twtygqyy's VDSR), classes in ``torch.nn.modules.*``
-    and the classes named in ``extra_classes`` (``{("vdsr", "Net"), ...}``) become the inert
-    :class:`_ModuleStub`; they are never imported. Any other global raises
-    :class:`UnsafePickleError` naming it -- before anything is executed.
-    """
-
-    _ALLOWED = {
-        ("collections", "OrderedDict"): OrderedDict,
-        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("torch.nn.parameter", "Parameter"): _rebuild_parameter,
-    }
-
-    def __init__(self, file, storages=None, module_stubs=False, extra_classes=()):
-        # files written by Python 2 hold byte strings; decode them as text, as torch.load does
-        super().__init__(file, encoding="utf-8", errors="replace")
-        self.storages = {} if storages is None else storages
-        self.module_stubs = module_stubs
-        self.extra_classes = set(extra_classes)
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return self._ALLOWED[(module, name)]
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        if self.module_stubs:
-            if module.startswith("torch.nn.modules.") or (module, name) in self.extra_classes:
-                return _ModuleStub
-            if (module, name) == ("torch.nn.backends.thnn", "_get_thnn_function_backend"):
-                return _stub_function
-        raise UnsafePickleError(
-            f"refusing to load global {module}.{name} from a weights file: only tensor-rebuilding globals "
-            "are allowed (a pickle can run arbitrary code). If this file is trusted and pickles a whole "
-            "model, convert it to .npz with PyTorch first.")
-
-    def persistent_load(self, pid):
-        # ('storage', storage_type, key, location, numel[, view_metadata]); legacy whole-module
-        # pickles also record ('module', class, source file, source code) for each module class.
-        if self.module_stubs and isinstance(pid, tuple) and pid and pid[0] == "module" and pid[1] is _ModuleStub:
-            return _ModuleStub
-        if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
-            raise UnsafePickleError(f"unexpected persistent id {pid!r}")
-        stype, key, numel = pid[1], str(pid[2]), int(pid[4])
-        if not isinstance(stype, _StorageType) or stype.dtype is None:
-            raise pickle.UnpicklingError(f"unsupported storage type {stype!r}")
-        if key not in self.storages:
-            self.storages[key] = _Storage(np.dtype(stype.dtype), numel)
-        return self.storages[key]
-
-
-class _KeysUnpickler(pickle.Unpickler):
-    """Reads the legacy format's header and list of storage keys: no globals at all are allowed."""
-
-    def __init__(self, file):
-        super().__init__(file, encoding="utf-8", errors="replace")
-
-    def find_class(self, module, name):
-        raise UnsafePickleError(f"refusing to load global {module}.{name} from the storage-key list")
-
-
-def _materialise(obj):
-    if isinstance(obj, _LazyTensor):
-        return obj.to_numpy()
-    if isinstance(obj, dict):
-        return type(obj)((k, _materialise(v)) for k, v in obj.items()) if isinstance(obj, OrderedDict) \
-            else {k: _materialise(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(v) for v in obj)
-    if isinstance(obj, _ModuleStub):
-        obj.__dict__.update({k: _materialise(v) for k, v in obj.__dict__.items()})
-        return obj
-    return obj
-
-
-def _state_dict_of(module, prefix=""):
-    """The ``state_dict`` of a stubbed whole-module pickle: walk ``_parameters`` / ``_buffers`` / ``_modules``."""
-    out = OrderedDict()
-    for key in ("_parameters", "_buffers"):
-        for name, v in (module.__dict__.get(key) or {}).items():
-            if v is not None:
-                out[prefix + name] = v
-    for name, child in (module.__dict__.get("_modules") or {}).items():
-        if child is not None:
-            out.update(_state_dict_of(child, f"{prefix}{name}."))
-    return out
-
-
-def read_torch_file(path, module_stubs=False, extra_classes=()):
-    """Read a ``torch.save`` file without importing torch; returns the unpickled object with every
-    tensor turned into a NumPy array (a state dict becomes ``{name: ndarray}``).
-
-    Handles the zip format (PyTorch >= 1.6: ``archive/data.pkl`` + ``archive/data/<key>``) and the
-    legacy format (magic number, protocol, sys info, the object pickle, the storage keys, then
-    each storage as an int64 element count followed by its raw little-endian bytes).
-    """
-    path = Path(path)
-    storages = {}
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
-            if pkl is None:
-                raise pickle.UnpicklingError(f"{path}: a zip file without data.pkl is not a torch.save file")
-            root = pkl[: -len("data.pkl")]
-            obj = RestrictedUnpickler(io.BytesIO(zf.read(pkl)), storages, module_stubs, extra_classes).load()
-            for key, st in storages.items():
-                raw = zf.read(f"{root}data/{key}")
-                st.array = np.frombuffer(raw, dtype=st.dtype.newbyteorder("<"), count=st.numel)
-        return _materialise(obj)
-    with open(path, "rb") as f:
-        data = f.read()
-    bio = io.BytesIO(data)
-    try:
-        magic = _KeysUnpickler(bio).load()
-    except UnsafePickleError:
-        raise
-    except Exception as e:
-        raise pickle.UnpicklingError(f"{path}: not a PyTorch file ({e})") from e
-    if magic != 0x1950A86A20F9469CFC6C:
-        raise pickle.UnpicklingError(f"{path}: not a legacy PyTorch file (bad magic number)")
-    _KeysUnpickler(bio).load()   # protocol version
-    _KeysUnpickler(bio).load()   # sys info (byte order, type sizes)
-    obj = RestrictedUnpickler(bio, storages, module_stubs, extra_classes).load()
-    keys = _KeysUnpickler(bio).load()
-    for key in keys:
-        (numel,) = struct.unpack("<q", bio.read(8))
-        st = storages[str(key)]
-        nbytes = numel * st.dtype.itemsize
-        st.array = np.frombuffer(bio.read(nbytes), dtype=st.dtype.newbyteorder("<"), count=numel)
-    return _materialise(obj)
-
-
-# ---------------------------------------------------------------------------------------------------
-# MXNet .params
-# ---------------------------------------------------------------------------------------------------
-
-_MX_DTYPES = {0: np.float32, 1: np.float64, 2: np.float16, 3: np.uint8, 4: np.int32, 5: np.int8, 6: np.int64}
-
-
-def read_mxnet_params(path):
-    """Read an MXNet NDArray list (``.params``) into ``{name: ndarray}`` (dense arrays only).
-
-    Layout: uint64 magic 0x112, uint64 reserved, uint64 count, then per array uint32 magic
-    0xF993FAC9, int32 storage type, uint32 ndim, int64 dims, int32 device type and id, int32 dtype,
-    raw data; then uint64 count and the names as (uint64 length, bytes).
-    """
-    with open(path, "rb") as f:
-        b = f.read()
-    pos = 0
-
-    def take(fmt):
-        nonlocal pos
-        vals = struct.unpack_from("<" + fmt, b, pos)
-        pos += struct.calcsize("<" + fmt)
-        return vals
-
-    magic, _, count = take("QQQ")
-    if magic != 0x112:
-        raise ValueError(f"{path}: not an MXNet NDArray file (magic {magic:#x})")
-    arrays = []
-    for _ in range(count):
-        (amagic,) = take("I")
-        if amagic != 0xF993FAC9:
-            raise ValueError(f"{path}: unsupported NDArray version (magic {amagic:#x})")
-        (stype,) = take("i")
-        if stype != 0:
-            raise ValueError(f"{path}: only dense arrays are supported (storage type {stype})")
-        (ndim,) = take("I")
-        shape = take("q" * ndim)
-        take("ii")
-        (flag,) = take("i")
-        dt = np.dtype(_MX_DTYPES[flag]).newbyteorder("<")
-        n = int(np.prod(shape)) if ndim else 1
-        arrays.append(np.frombuffer(b, dtype=dt, count=n, offset=pos).reshape(shape).copy())
-        pos += n * dt.itemsize
-    (nnames,) = take("Q")
-    names = []
-    for _ in range(nnames):
-        (ln,) = take("Q")
-        names.append(b[pos:pos + ln].decode())
-        pos += ln
-    return OrderedDict(zip(names, arrays)) if names else OrderedDict((str(i), a) for i, a in enumerate(arrays))
+           "UnsafePickleError", "WeightsFileError", "evaluate_official", "prepare_pair", "PROTOCOLS"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -369,31 +101,40 @@ def _vdsr_from_mat(m):
 def read_weights(path, kind=None):
     """Read a weights file into ``{name: float32 ndarray}`` in the *source's* names.
 
-    ``.npz``: ``np.load(allow_pickle=False)``; ``.mat``: ``kind`` (``"srcnn"``, ``"fsrcnn"``,
-    ``"vdsr"``) picks the layout; ``.pth``: :func:`read_torch_file` (a ``{"model": module}`` pickle is
-    read with module stubs and turned into its state dict); ``.params``: MXNet.
+    ``.npz``: :func:`~tinysr.models.readers.read_npz` (no pickle); ``.mat``: ``kind`` (``"srcnn"``,
+    ``"fsrcnn"``, ``"vdsr"``) picks the layout; ``.pth``: :func:`read_torch_file` (a ``{"model": module}``
+    pickle is read with module stubs and turned into its state dict); ``.params``: MXNet. A file whose
+    contents do not fit its format or the layout raises :class:`WeightsFileError`.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            raw = {k: z[k] for k in z.files}
+        raw = read_npz(path)
     elif suffix == ".mat":
-        import scipy.io
-        m = scipy.io.loadmat(str(path))
+        m = read_mat(path)
         if kind is None:
             kind = "vdsr" if "model" in m else "fsrcnn" if "weights_conv" in m else "srcnn"
-        raw = {"srcnn": _srcnn_from_mat, "fsrcnn": _fsrcnn_from_mat, "vdsr": _vdsr_from_mat}[kind](m)
+        layouts = {"srcnn": _srcnn_from_mat, "fsrcnn": _fsrcnn_from_mat, "vdsr": _vdsr_from_mat}
+        if kind not in layouts:
+            raise ValueError(f"unknown .mat layout {kind!r}; use one of {sorted(layouts)}")
+        try:
+            raw = layouts[kind](m)
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
+            raise WeightsFileError.bad(path, f"the {kind.upper()} authors' .mat layout",
+                                       f"{type(e).__name__}: {e}") from None
     elif suffix in (".pth", ".pt"):
         obj = read_torch_file(path, module_stubs=True, extra_classes={("vdsr", "Net"), ("vdsr", "Conv_ReLU_Block")})
         if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], _ModuleStub):
-            obj = _state_dict_of(obj["model"])
+            try:
+                obj = state_dict_of(obj["model"])
+            except ValueError as e:
+                raise WeightsFileError.bad(path, "a pickled module tree", str(e)) from None
         elif isinstance(obj, dict) and "state_dict" in obj:
             obj = obj["state_dict"]
         if not isinstance(obj, dict):
-            raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+            raise WeightsFileError.bad(path, "a state dict", f"a {type(obj).__name__}")
         raw = dict(obj)
     elif suffix == ".params":
         raw = {k.split(":", 1)[-1]: v for k, v in read_mxnet_params(path).items()}
@@ -402,6 +143,10 @@ def read_weights(path, kind=None):
                            (raw[f"learned_{i}"] for i in range(4))))
     else:
         raise ValueError(f"{path}: unknown weights format {suffix!r} (use .npz, .mat, .pth or .params)")
+    bad = [k for k, v in raw.items() if np.asarray(v).dtype.kind not in "biuf"]
+    if bad:
+        raise WeightsFileError.bad(path, "numeric tensors only", f"{bad[0]!r} holding a "
+                                   f"{type(raw[bad[0]]).__name__}")
     return {k: np.asarray(v, dtype=np.float32) for k, v in raw.items()}
 
 

@@ -164,13 +164,12 @@ def _where_to_get():
 
 
 def _read_state(path):
-    from .official import UnsafePickleError, read_torch_file
+    from .readers import UnsafePickleError, read_npz, read_torch_file
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"VGG-19 weights file not found: {path}; {_where_to_get()}.")
     if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        return dict(read_npz(path))
     try:
         obj = read_torch_file(path)
     except UnsafePickleError as e:
