@@ -426,7 +426,7 @@ def ship_weights(checkpoint_path, name, *, command, train_seconds, machine=None,
     (default: this process's CPU count and architecture), and the measured PSNR/SSIM.  A file larger
     than :data:`SHIP_LIMIT_BYTES` is refused (the package stays small).  Returns the entry.
     """
-    state_model, info = _load_checkpoint_file(checkpoint_path)
+    state_model, _ = _load_checkpoint_file(checkpoint_path)
     _, _, meta = checkpoint.load(checkpoint_path)
     keep = {k: meta.get(k) for k in ("model", "model_kwargs", "scale", "recipe", "recipe_params", "seed", "step",
                                      "data", "patch_size", "lr", "iterations", "tinysr_version")}

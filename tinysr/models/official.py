@@ -46,7 +46,7 @@ def _mat_conv(w, k):
     w = np.asarray(w, dtype=np.float64)
     if w.ndim == 2:
         w = w[:, :, None] if k * k == w.shape[1] else w[:, None, :]
-    cin, taps, cout = w.shape
+    cin, _, cout = w.shape
     return np.stack([np.stack([_taps(w[i, :, o], k) for i in range(cin)]) for o in range(cout)])
 
 
