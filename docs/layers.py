@@ -20,7 +20,7 @@ LAYERS = [
     ("command line", "cli.py  ·  __main__.py  ·  demo.py", "#f3d9d9"),
     ("what users call", "api.py (train, evaluate, upscale, compare, load, shipped weights)\n"
                         "gan.py (SRGAN)  ·  leaderboard.py  ·  viz.py  ·  lesson.py", "#f3d9d9"),
-    ("training and inference", "train.py (Trainer)  ·  distributed.py (MPI / NCCL)  ·  infer.py (tiles, ensemble, borders)",
+    ("training and inference", "trainer.py (Trainer)  ·  distributed.py (MPI / NCCL)  ·  infer.py (tiles, ensemble, borders)",
      "#e2d9f3"),
     ("networks", "models/: srcnn, fsrcnn, vdsr, drcn, red, drrn, srdensenet, srresnet, edsr, vgg\n"
                  "common.py  ·  registry.py  ·  official.py (public weights)", "#d9e8f3"),

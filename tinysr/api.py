@@ -10,7 +10,7 @@
     model = tinysr.load("runs/srcnn-x3-fast-seed0/step_0002000.npz")
 
 Each is a thin layer over the pieces below it: the registry and its recipes (:mod:`tinysr.models`),
-the data pipeline (:mod:`tinysr.data`), the training loop (:class:`tinysr.train.Trainer`: atomic
+the data pipeline (:mod:`tinysr.data`), the training loop (:class:`tinysr.trainer.Trainer`: atomic
 checkpoints, exact resume, NaN guard), tiled inference (:mod:`tinysr.infer`) and the protocol
 (:mod:`tinysr.metrics`).  What this file adds is the *glue a paper leaves implicit*: which patches a
 network is trained on, how its optimiser and schedule are set up, and how it is evaluated.
@@ -907,7 +907,7 @@ def _make_clip(model, recipe):
 
 
 class RecursiveSupervision:
-    """DRCN's training loss (Kim et al., CVPR 2016, eq. 12) as a :class:`~tinysr.train.Trainer` loss.
+    """DRCN's training loss (Kim et al., CVPR 2016, eq. 12) as a :class:`~tinysr.trainer.Trainer` loss.
 
     ``alpha`` weighs the 16 intermediate predictions against the ensemble output: 1 at the first step,
     falling linearly to 0 at the last (the paper says only that alpha starts at 1 and decays; linear
@@ -984,14 +984,14 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         in ``history.json`` under ``"changes"``. Anything else must match the checkpoint's run.
     model_kwargs : build arguments for a registry model (e.g. ``{"variant": "9-5-5"}``).
 
-    A loss that turns NaN or explodes stops the run with :class:`tinysr.train.TrainingDiverged`; the last
+    A loss that turns NaN or explodes stops the run with :class:`tinysr.trainer.TrainingDiverged`; the last
     good checkpoint is kept and none is written from the diverged state.  Interrupting (Ctrl-C) keeps the
     last checkpoint too: run the same call again to resume.  Every numeric argument is checked first
     (:mod:`tinysr.options`): a wrong one is refused in one sentence before anything is read or written.
     """
     from .models.registry import build, get_spec
     from .nn import Module, init
-    from .train import Trainer
+    from .trainer import Trainer
     t_start = time.time()
     # every number at the boundary, before any work (one rule table with the CLI: tinysr.options)
     o = options.check_all(iterations=iterations, epochs=epochs, batch_size=batch_size, patch_size=patch_size,
