@@ -27,7 +27,7 @@ LAYERS = [
     ("data and protocol", "data/: io, color, resize, protocol, datasets, patches  ·  metrics.py\n"
                           "checkpoint.py (atomic files)", "#d9f3e0"),
     ("building blocks", "nn/: Module, Parameter, layers, init  ·  optim.py  ·  gradcheck.py", "#d9f3f0"),
-    ("differentiable ops", "functional/: conv, activation, shape, norm, pool, linear, loss", "#e8f3d9"),
+    ("differentiable ops", "functional/: conv, activation, shape, sizes, norm, pool, linear, loss", "#e8f3d9"),
     ("engine", "autograd.py (Tensor, Function, backward)  ·  backend.py (cpu / cuda, xp)", "#eeeeee"),
     ("kernels (tinysr_kernels)", "cpu/: conv, im2col, direct, shifted, pointwise, threads\n"
                                  "cuda/: conv, im2col, pixel_shuffle, bias_act, batchnorm, sgemm", "#fde2c8"),

@@ -8,7 +8,7 @@ and the rows/columns that floor mode drops, get zero.
 """
 from .. import backend
 from ..autograd import Function
-from .shape import pair
+from .sizes import pair
 
 
 class MaxPool2d(Function):

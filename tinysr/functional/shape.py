@@ -10,15 +10,6 @@ from ..autograd import Function, Tensor
 from .conv import cpu_kernels
 
 
-def pair(v):
-    """``(height, width)`` from one int (a square kernel, stride or padding) or from a pair of ints."""
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"expected an int or a pair, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
-
-
 def _fast(x):
     """The CPU kernel module for float32 NumPy arrays when the kernels are on, else None."""
     if type(x) is np.ndarray and x.dtype == np.float32:

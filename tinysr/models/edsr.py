@@ -16,28 +16,31 @@ with, per scale, a **pre-processing** module (two residual blocks with 5x5 kerne
 upsampler (8.0M parameters). Input convention ``"lr-rgb"`` (LR RGB in [0, 1]; the official code
 uses 0..255). Initialisation: PyTorch default.
 """
+from dataclasses import replace
+
 from .. import nn
 from .common import MeanShift, ResBlock, SRModel, chain_receptive_field, upsampler
 from .registry import TrainingRecipe, register
 
+#: The EDSR paper's training (Lim et al. 2017, Sec. 4.1), shared by EDSR, its baseline and MDSR.
+_DIV2K = TrainingRecipe(data="DIV2K (800 training images)", patch_size=48, batch_size=16, optimizer="adam", lr=1e-4,
+                        betas=(0.9, 0.999), loss="l1", iterations=300_000,
+                        lr_schedule={"type": "step", "every_iterations": 200_000, "gamma": 0.5},
+                        augment=("flip", "rot90"))
+_CITATION = "Lim, Son, Kim, Nah, Lee. Enhanced Deep Residual Networks for Single Image Super-Resolution, CVPRW 2017"
+
 
 @register(
     "edsr", (2, 3, 4), "lr-rgb",
-    "Lim, Son, Kim, Nah, Lee. Enhanced Deep Residual Networks for Single Image Super-Resolution, CVPRW 2017",
+    _CITATION,
     "32 residual blocks of 256, residual scaling 0.1, mean shift, pixel shuffle",
-    TrainingRecipe(data="DIV2K (800 training images)", patch_size=48, batch_size=16, optimizer="adam", lr=1e-4,
-                   betas=(0.9, 0.999), loss="l1", iterations=300_000,
-                   lr_schedule={"type": "step", "every_iterations": 200_000, "gamma": 0.5},
-                   augment=("flip", "rot90"), notes="x3/x4 initialised from the trained x2 model"),
+    replace(_DIV2K, notes="x3/x4 initialised from the trained x2 model"),
     defaults={"blocks": 32, "channels": 256, "res_scale": 0.1}, paper_params="43M (x4)")
 @register(
     "edsr_baseline", (2, 3, 4), "lr-rgb",
-    "Lim, Son, Kim, Nah, Lee. Enhanced Deep Residual Networks for Single Image Super-Resolution, CVPRW 2017",
+    _CITATION,
     "16 residual blocks of 64, no BN, residual scaling 1, mean shift, pixel shuffle",
-    TrainingRecipe(data="DIV2K (800 training images)", patch_size=48, batch_size=16, optimizer="adam", lr=1e-4,
-                   betas=(0.9, 0.999), loss="l1", iterations=300_000,
-                   lr_schedule={"type": "step", "every_iterations": 200_000, "gamma": 0.5},
-                   augment=("flip", "rot90"), notes="LR patches 48x48; x3/x4 initialised from the trained x2 model"),
+    replace(_DIV2K, notes="LR patches 48x48; x3/x4 initialised from the trained x2 model"),
     defaults={"blocks": 16, "channels": 64, "res_scale": 1.0}, paper_params="1.5M (x4); 1.37M for x2")
 class EDSR(SRModel):
     """EDSR (and EDSR-baseline with its defaults ``blocks=16, channels=64, res_scale=1``).
@@ -73,12 +76,9 @@ class EDSR(SRModel):
 
 @register(
     "mdsr", (2, 3, 4), "lr-rgb",
-    "Lim, Son, Kim, Nah, Lee. Enhanced Deep Residual Networks for Single Image Super-Resolution, CVPRW 2017",
+    _CITATION,
     "multi-scale: per-scale 5x5 pre-processing and upsamplers around a shared 80-block body",
-    TrainingRecipe(data="DIV2K (800 training images)", patch_size=48, batch_size=16, optimizer="adam", lr=1e-4,
-                   betas=(0.9, 0.999), loss="l1", iterations=300_000,
-                   lr_schedule={"type": "step", "every_iterations": 200_000, "gamma": 0.5},
-                   augment=("flip", "rot90"), notes="each minibatch uses one scale drawn at random from x2/x3/x4"),
+    replace(_DIV2K, notes="each minibatch uses one scale drawn at random from x2/x3/x4"),
     defaults={"blocks": 80, "channels": 64}, paper_params="8.0M")
 class MDSR(SRModel):
     """MDSR: scale-specific pre-processing and upsamplers around one shared body.

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import functional as F
 from . import init
-from ..functional.shape import pair
+from ..functional.sizes import pair
 from .module import Module, Parameter
 
 
