@@ -65,24 +65,24 @@ class RankLost(RuntimeError):
     """Another rank stopped answering within the deadline; the job cannot continue."""
 
 
-def launched_ranks(environ=None):
-    """How many ranks the MPI launcher started (1 when this process was not started by one)."""
+def _launcher_number(names, default, environ):
+    """The first of the launcher's variables ``names`` that holds a whole number, else ``default``."""
     environ = os.environ if environ is None else environ
-    for name in SIZE_VARIABLES:
+    for name in names:
         value = environ.get(name, "")
         if value.isdigit():
             return int(value)
-    return 1
+    return default
+
+
+def launched_ranks(environ=None):
+    """How many ranks the MPI launcher started (1 when this process was not started by one)."""
+    return _launcher_number(SIZE_VARIABLES, 1, environ)
 
 
 def launched_rank(environ=None):
     """This process's rank as the MPI launcher announced it (0 when not started by one); no MPI import."""
-    environ = os.environ if environ is None else environ
-    for name in RANK_VARIABLES:
-        value = environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return 0
+    return _launcher_number(RANK_VARIABLES, 0, environ)
 
 
 def from_environment(device="cpu", *, timeout=None, eval_timeout=None):
