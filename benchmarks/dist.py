@@ -48,7 +48,7 @@ def worker(name, steps):
     from tinysr import distributed, optim
     from tinysr.models.registry import build
     from tinysr.nn import init
-    from tinysr.train import Trainer
+    from tinysr.trainer import Trainer
 
     reg, kw, scale, batch, patch = MODELS[name]
     init.seed(0)

@@ -19,15 +19,15 @@ LAYERS = [
     ("lessons", "lessons/*.ipynb  ·  lessons/run.py  ·  lessons/results/", "#f6e7c1"),
     ("command line", "cli.py  ·  __main__.py  ·  demo.py", "#f3d9d9"),
     ("what users call", "api.py (train, evaluate, upscale, compare, load, shipped weights)\n"
-                        "gan.py (SRGAN)  ·  leaderboard.py  ·  viz.py", "#f3d9d9"),
-    ("training and inference", "train.py (Trainer)  ·  distributed.py (MPI / NCCL)  ·  infer.py (tiles, ensemble, borders)",
+                        "gan.py (SRGAN)  ·  leaderboard.py  ·  viz.py  ·  lesson.py", "#f3d9d9"),
+    ("training and inference", "trainer.py (Trainer)  ·  distributed.py (MPI / NCCL)  ·  infer.py (tiles, ensemble, borders)",
      "#e2d9f3"),
     ("networks", "models/: srcnn, fsrcnn, vdsr, drcn, red, drrn, srdensenet, srresnet, edsr, vgg\n"
                  "common.py  ·  registry.py  ·  official.py (public weights)", "#d9e8f3"),
-    ("data and protocol", "data/: io, color, resize, datasets, patches  ·  metrics.py\n"
+    ("data and protocol", "data/: io, color, resize, protocol, datasets, patches  ·  metrics.py\n"
                           "checkpoint.py (atomic files)", "#d9f3e0"),
     ("building blocks", "nn/: Module, Parameter, layers, init  ·  optim.py  ·  gradcheck.py", "#d9f3f0"),
-    ("differentiable ops", "functional/: conv, activation, shape, norm, pool, linear, loss", "#e8f3d9"),
+    ("differentiable ops", "functional/: conv, activation, shape, sizes, norm, pool, linear, loss", "#e8f3d9"),
     ("engine", "autograd.py (Tensor, Function, backward)  ·  backend.py (cpu / cuda, xp)", "#eeeeee"),
     ("kernels (tinysr_kernels)", "cpu/: conv, im2col, direct, shifted, pointwise, threads\n"
                                  "cuda/: conv, im2col, pixel_shuffle, bias_act, batchnorm, sgemm", "#fde2c8"),

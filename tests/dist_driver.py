@@ -26,7 +26,7 @@ from tinysr import api, distributed, optim  # noqa: E402
 from tinysr.data import datasets  # noqa: E402
 from tinysr.models.registry import build  # noqa: E402
 from tinysr.nn import init  # noqa: E402
-from tinysr.train import Trainer  # noqa: E402
+from tinysr.trainer import Trainer  # noqa: E402
 
 #: name -> (build kwargs, scale, patch size, global batch, steps)
 CASES = {

@@ -1,4 +1,4 @@
-"""The training loop on its own (tinysr.train.Trainer): a killed run resumes to exactly the parameters of
+"""The training loop on its own (tinysr.trainer.Trainer): a killed run resumes to exactly the parameters of
 an uninterrupted one, checkpoints are atomic and complete, a NaN loss stops the run and keeps the last good
 checkpoint, and the history/curves are written."""
 import json
@@ -13,14 +13,14 @@ import pytest
 
 from tinysr import checkpoint, nn, optim
 from tinysr.demo import TinyESPCN
-from tinysr.train import Trainer, TrainingDiverged
+from tinysr.trainer import Trainer, TrainingDiverged
 
 SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
     from tinysr import nn, optim
     from tinysr.demo import TinyESPCN
-    from tinysr.train import Trainer
+    from tinysr.trainer import Trainer
 
     out, kill_at = sys.argv[1], int(sys.argv[2])
     photo = np.random.default_rng(5).uniform(0, 1, (64, 64)).astype(np.float32)

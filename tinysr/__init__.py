@@ -12,17 +12,19 @@ Heavy or optional parts (data, metrics, the networks themselves) are imported on
 that ``import tinysr`` stays fast and never needs a GPU.
 """
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
 from .autograd import Tensor, Function, no_grad, enable_grad, is_grad_enabled, tensor  # noqa: E402
 from . import functional, nn, optim  # noqa: E402
 
-# ``tinysr.train`` is the training *function* (tinysr.api.train).  The training-loop module of the same
-# name (tinysr/train.py, home of Trainer) is imported first: importing a submodule sets the package
-# attribute only the first time, so `from tinysr.train import Trainer` later cannot shadow the function.
-from . import train as _train_loop  # noqa: E402,F401
-from .api import train  # noqa: E402,F811
+# ``tinysr.train`` is the training function (tinysr.api.train); the training loop lives in tinysr.trainer.
+from .api import train  # noqa: E402
+
+# The notebooks import the loop as ``from tinysr.train import Trainer``: that name resolves to
+# tinysr.trainer through sys.modules, which leaves the package attribute ``train`` the function.
+sys.modules.setdefault(__name__ + ".train", importlib.import_module(".trainer", __name__))
 
 # name -> (module, attribute or None for the module itself)
 _LAZY = {

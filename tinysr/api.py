@@ -10,7 +10,7 @@
     model = tinysr.load("runs/srcnn-x3-fast-seed0/step_0002000.npz")
 
 Each is a thin layer over the pieces below it: the registry and its recipes (:mod:`tinysr.models`),
-the data pipeline (:mod:`tinysr.data`), the training loop (:class:`tinysr.train.Trainer`: atomic
+the data pipeline (:mod:`tinysr.data`), the training loop (:class:`tinysr.trainer.Trainer`: atomic
 checkpoints, exact resume, NaN guard), tiled inference (:mod:`tinysr.infer`) and the protocol
 (:mod:`tinysr.metrics`).  What this file adds is the *glue a paper leaves implicit*: which patches a
 network is trained on, how its optimiser and schedule are set up, and how it is evaluated.
@@ -98,6 +98,10 @@ FAST_RECIPES = {
        for name in ("srresnet", "edsr_baseline", "edsr", "mdsr")},
 }
 
+#: The augmentations training_sampler implements: "flip" (mirror), "rot90" (quarter turns), "scale"
+#: (FSRCNN: each image also downscaled by 0.9..0.6).  A recipe naming any other kind is refused.
+AUGMENTATIONS = ("flip", "rot90", "scale")
+
 # The paper's FSRCNN LR sub-image sizes (Dong, Loy, Tang 2016, Sec. 4.1).
 _FSRCNN_PAPER_PATCH = {2: 10, 3: 7, 4: 6}
 
@@ -113,70 +117,42 @@ def _spec_name(model):
 
 
 def _registry_name_of(module):
-    """The registry name of a module whose build arguments tinysr knows, else None.
+    """The registry name that rebuilds ``module`` (:attr:`SRModel.registry_name`), else None.
 
-    SRCNN and FSRCNN are read back from the module itself; any other network is known when it was made
-    by :func:`tinysr.models.build` (which records its name and arguments).  Networks constructed some
-    other way are trained and checkpointed all the same, but :func:`load` cannot rebuild them from the
-    checkpoint alone.
+    Networks constructed some other way are trained and checkpointed all the same, but :func:`load`
+    cannot rebuild them from the checkpoint alone.
     """
-    known = {"SRCNN": "srcnn", "FSRCNN": "fsrcnn"}.get(type(module).__name__)
-    return known or getattr(module, "build_name", None)
+    name = getattr(module, "registry_name", None)
+    return name if name is not None else getattr(module, "build_name", None)
 
 
 def _build_kwargs_of(module):
-    """Build keyword arguments that rebuild ``module`` (for checkpoints of models passed as objects)."""
-    name = type(module).__name__
-    if name == "SRCNN":
-        return {"variant": module.variant, "n1": int(module.patch_extraction.weight.shape[0]),
-                "n2": int(module.non_linear_mapping.weight.shape[0]), "padding": module.padding,
-                "padding_mode": module.patch_extraction.padding_mode,
-                "channels": int(module.in_channels), "offset": float(getattr(module, "offset", 0.0))}
-    if name == "FSRCNN":
-        prelu = "shared" if module.shrinking[1].weight.size == 1 else "channel"
-        return {"d": module.d, "s": module.s, "m": module.m, "prelu": prelu, "padding_mode": module.padding_mode,
-                "channels": int(module.in_channels), "offset": float(getattr(module, "offset", 0.0)),
-                "deconv_padding": int(module.deconvolution.padding[0]) if module.padding_mode == "zeros" else None}
+    """Build keyword arguments that rebuild ``module`` (:meth:`SRModel.build_arguments`), else None."""
+    if callable(getattr(module, "build_arguments", None)):
+        return module.build_arguments()
     kw = getattr(module, "build_kwargs", None)
     return dict(kw) if kw is not None else None
 
 
 # ======================================================================================= inference copy
 def inference_model(model):
-    """The network to run on whole images: ``model`` itself, except for a valid-convolution SRCNN.
+    """The network to run on whole images: the model's own :meth:`~SRModel.inference_model`.
 
-    SRCNN is trained with *valid* convolutions (its output is 12 px smaller than its input for 9-1-5);
-    to super-resolve a whole image the authors' test code pads every layer with **replicate** borders
-    so that the output has the input's size.  This returns such a 'same'/replicate copy sharing no
-    arrays with ``model`` (weights copied), in eval mode; any other model is returned as it is.
+    That is the model itself, except for a valid-convolution SRCNN, whose 'same'/replicate twin
+    (weights copied, eval mode) is what the authors run on whole images.
     """
-    if type(model).__name__ == "SRCNN" and getattr(model, "padding", "same") == "valid":
-        from .models.srcnn import SRCNN
-        kw = _build_kwargs_of(model)
-        kw.update(padding="same", padding_mode="replicate")
-        twin = SRCNN(scale=model.scale, **kw)
-        twin.load_state_dict(model.state_dict())
-        dev = model.device
-        if dev != "cpu":
-            twin.to(dev)
-        return twin.eval()
-    return model
+    twin = getattr(model, "inference_model", None)
+    return twin() if callable(twin) else model
 
 
 # ========================================================================================= evaluation
 def _prepare_eval(hr, scale, convention):
-    """``(network input, reference)`` for one HR image under the protocol (see :func:`evaluate`)."""
-    from .data.color import rgb_to_y
-    from .data.resize import imresize, modcrop
-    hr = modcrop(np.asarray(hr), scale)
+    """``(network input NCHW float32, reference)`` for one HR image (:func:`tinysr.data.protocol.prepare`)."""
+    from .data.protocol import prepare
+    net_in, ref = prepare(hr, scale, convention)
     if convention == "lr-rgb":
-        rgb = np.repeat(hr[..., None], 3, axis=2) if hr.ndim == 2 else hr
-        lr = imresize(rgb, 1.0 / scale)                      # uint8 MATLAB bicubic, like LR_bicubic/
-        return lr.astype(np.float32).transpose(2, 0, 1)[None] / 255.0, hr
-    y = hr if hr.ndim == 2 else rgb_to_y(hr)                 # uint8 Y, rounded like rgb2ycbcr
-    lr = imresize(y.astype(np.float64) / 255.0, 1.0 / scale)
-    net_in = imresize(lr, scale) if convention == "bicubic-y" else lr
-    return net_in[None, None].astype(np.float32), y
+        return net_in.astype(np.float32).transpose(2, 0, 1)[None] / 255.0, ref
+    return net_in[None, None].astype(np.float32), ref
 
 
 def _run_eval(model, items, scale, *, tile=None, self_ensemble=False, with_ssim=True, method="model",
@@ -208,26 +184,9 @@ def _run_eval(model, items, scale, *, tile=None, self_ensemble=False, with_ssim=
 
 
 def _dataset_items(dataset, split=None):
-    """``(label, [(name, uint8 HR)])`` from a dataset name, a folder of images, or a list of arrays."""
-    from .data import datasets
-    from .data.io import IMAGE_EXTENSIONS, imread
-    if isinstance(dataset, (str, os.PathLike)):
-        p = Path(dataset)
-        if isinstance(dataset, os.PathLike) or (p.is_dir() and str(dataset) not in datasets.REGISTRY):
-            if not p.is_dir():
-                raise ValueError(f"{p} is not a folder of images")
-            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not files:
-                raise ValueError(f"{p} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-            return p.name, [(f.stem, imread(f)) for f in files]
-        label = datasets.info(str(dataset)).name
-        if label == "builtin" and split is None:
-            split = "test"                       # the builtin photos held out from training
-        return label, datasets.load(label, split=split, names=True)
-    items = list(dataset)
-    if items and isinstance(items[0], tuple):
-        return "images", items
-    return "images", [(f"img_{i:03d}", im) for i, im in enumerate(items, 1)]
+    """``(label, [(name, uint8 HR)])``: :func:`tinysr.data.datasets.named_images`."""
+    from .data.datasets import named_images
+    return named_images(dataset, split)
 
 
 def _check_eval_size(hr, scale, name):
@@ -467,7 +426,7 @@ def ship_weights(checkpoint_path, name, *, command, train_seconds, machine=None,
     (default: this process's CPU count and architecture), and the measured PSNR/SSIM.  A file larger
     than :data:`SHIP_LIMIT_BYTES` is refused (the package stays small).  Returns the entry.
     """
-    state_model, info = _load_checkpoint_file(checkpoint_path)
+    state_model, _ = _load_checkpoint_file(checkpoint_path)
     _, _, meta = checkpoint.load(checkpoint_path)
     keep = {k: meta.get(k) for k in ("model", "model_kwargs", "scale", "recipe", "recipe_params", "seed", "step",
                                      "data", "patch_size", "lr", "iterations", "tinysr_version")}
@@ -625,21 +584,14 @@ def _super_resolve_tiled(net, img, scale, tile, *, self_ensemble=False, device=N
     input, the uint8 output and one tile's activations -- not the float64 copies of the whole picture.
     """
     from . import infer
-    h, w = img.shape[:2]
-    m = _tile_margin(net, scale)
     s = int(scale)
-    out = np.empty((h * s, w * s) + img.shape[2:], dtype=np.uint8)
-    for top in range(0, h, tile):
-        for left in range(0, w, tile):
-            bottom, right = min(top + tile, h), min(left + tile, w)
-            t0, l0 = max(top - m, 0), max(left - m, 0)
-            b1, r1 = min(bottom + m, h), min(right + m, w)
-            # only the image's own edges get the replicate border; inner edges have real context
-            y = infer.super_resolve(net, img[t0:b1, l0:r1], s, self_ensemble=self_ensemble, device=device,
-                                    sides=(t0 == 0, b1 == h, l0 == 0, r1 == w))
-            out[top * s:bottom * s, left * s:right * s] = \
-                y[(top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s]
-    return out
+
+    def run(t0, b1, l0, r1):
+        # only the image's own edges get the replicate border; inner edges have real context
+        h, w = img.shape[:2]
+        return infer.super_resolve(net, img[t0:b1, l0:r1], s, self_ensemble=self_ensemble, device=device,
+                                   sides=(t0 == 0, b1 == h, l0 == 0, r1 == w))
+    return infer.run_tiled(run, img.shape[:2], tile, _tile_margin(net, scale), axes=(0, 1), dtype=np.uint8)
 
 
 def upscale(image, model="fsrcnn", scale=3, *, tile="auto", self_ensemble=False, out=None, device=None,
@@ -836,23 +788,32 @@ def training_sampler(model, images, scale, *, recipe, recipe_name, patch_size, b
     from .data.datasets import make_pair
     conv = _convention(model)
     aug = tuple(recipe.augment)
+    unknown = [a for a in aug if a not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"the recipe's augmentation {', '.join(map(repr, unknown))} is not implemented; use "
+                         f"{', '.join(map(repr, AUGMENTATIONS))}")
     pre = conv == "bicubic-y"
     if "scale" in aug:
         images = patches.scale_augment(images)
         images = [im for im in images if min(im.shape[:2]) // scale * (scale if pre else 1) >= patch_size]
     border = int(getattr(model, "border", 0) or 0)
+    label = patch_size - 2 * border if pre else patch_size * scale
+    if recipe.label_size is not None and recipe_name == "custom" and int(recipe.label_size) != label:
+        raise ValueError(f"the recipe's label_size {recipe.label_size} does not match what {type(model).__name__} "
+                         f"makes of {patch_size} px patches ({label} px); drop label_size or change patch_size")
     pairs = [make_pair(im, scale, upsample=pre, channel="rgb" if conv == "lr-rgb" else "y") for im in images]
     flips = "flip" in aug or "rot90" in aug
     modes = tuple(range(8)) if "flip" in aug else (0, 1, 2, 3)
-    if type(model).__name__ == "SRCNN" and recipe_name == "paper":
+    grid = getattr(model, "paper_grid_stride", None)
+    if grid and recipe_name == "paper":
         # The paper's fixed grid of sub-images (generate_train.m), sampled with replacement.
         xs, ys = [], []
         for a, b in pairs:
-            x, y = patches.dense_pairs(a, b, size=patch_size, stride=14, label_size=patch_size - 2 * border)
+            x, y = patches.dense_pairs(a, b, size=patch_size, stride=grid, label_size=patch_size - 2 * border)
             xs.append(x)
             ys.append(y)
         X, Y = np.concatenate(xs), np.concatenate(ys)
-        log(f"  {len(X):,} sub-images {patch_size}x{patch_size} (stride 14), labels "
+        log(f"  {len(X):,} sub-images {patch_size}x{patch_size} (stride {grid}), labels "
             f"{patch_size - 2 * border}x{patch_size - 2 * border}")
 
         def sample(rng):
@@ -923,8 +884,12 @@ def _make_schedule(opt, recipe, iterations, per_epoch_steps, log):
     if kind == "step" and ("every_epochs" in s or "every_iterations" in s):
         every = s.get("every_iterations") or int(s["every_epochs"] * per_epoch_steps)
         return optim.StepLR(opt, max(int(every), 1), s.get("gamma", 0.1))
-    log(f"  note: the recipe's schedule {s} is not automated here; the learning rate stays constant")
-    return None
+    if kind == "plateau":
+        # Needs the validation loss each epoch, which the Trainer does not hand to a schedule.
+        log(f"  note: the recipe's schedule {s} is not automated here; the learning rate stays constant")
+        return None
+    raise ValueError(f"the recipe's learning-rate schedule {s} is not implemented: use {{'type': 'cosine'}} or "
+                     "{'type': 'step'} with 'milestones', 'every_epochs' or 'every_iterations'")
 
 
 def _make_clip(model, recipe):
@@ -942,7 +907,7 @@ def _make_clip(model, recipe):
 
 
 class RecursiveSupervision:
-    """DRCN's training loss (Kim et al., CVPR 2016, eq. 12) as a :class:`~tinysr.train.Trainer` loss.
+    """DRCN's training loss (Kim et al., CVPR 2016, eq. 12) as a :class:`~tinysr.trainer.Trainer` loss.
 
     ``alpha`` weighs the 16 intermediate predictions against the ensemble output: 1 at the first step,
     falling linearly to 0 at the last (the paper says only that alpha starts at 1 and decays; linear
@@ -966,6 +931,8 @@ def _loss_fn(recipe, net=None, scale=1, iterations=None):
     from . import functional as F
     kind = recipe.loss.split()[0].lower()
     if kind == "drcn" and hasattr(net, "forward_all"):
+        if getattr(recipe, "loss_border", 0):
+            raise ValueError("loss_border is not implemented for DRCN's recursive supervision; set it to 0")
         return RecursiveSupervision(iterations or 1)
     # "mse" (and "drcn" on a network without forward_all: MSE on its output)
     base = F.l1_loss if kind == "l1" else F.mse_loss
@@ -1017,14 +984,14 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
         in ``history.json`` under ``"changes"``. Anything else must match the checkpoint's run.
     model_kwargs : build arguments for a registry model (e.g. ``{"variant": "9-5-5"}``).
 
-    A loss that turns NaN or explodes stops the run with :class:`tinysr.train.TrainingDiverged`; the last
+    A loss that turns NaN or explodes stops the run with :class:`tinysr.trainer.TrainingDiverged`; the last
     good checkpoint is kept and none is written from the diverged state.  Interrupting (Ctrl-C) keeps the
     last checkpoint too: run the same call again to resume.  Every numeric argument is checked first
     (:mod:`tinysr.options`): a wrong one is refused in one sentence before anything is read or written.
     """
     from .models.registry import build, get_spec
     from .nn import Module, init
-    from .train import Trainer
+    from .trainer import Trainer
     t_start = time.time()
     # every number at the boundary, before any work (one rule table with the CLI: tinysr.options)
     o = options.check_all(iterations=iterations, epochs=epochs, batch_size=batch_size, patch_size=patch_size,

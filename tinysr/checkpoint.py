@@ -210,7 +210,7 @@ def remove_stale_temporaries(out_dir):
 def save_step(out_dir, step, model, optimizer=None, meta=None, keep=2):
     """Save ``out_dir/step_NNNNNNN.npz`` (atomically, see :func:`save`) and delete all but the ``keep``
     newest step checkpoints: the latest, and by default one more in case the latest is from a bad
-    moment.  Returns the new file's path.  Used by :class:`tinysr.train.Trainer` and ``train_srgan``."""
+    moment.  Returns the new file's path.  Used by :class:`tinysr.trainer.Trainer` and ``train_srgan``."""
     path = Path(out_dir) / f"step_{int(step):07d}.npz"
     save(path, model, optimizer, meta)
     for old in sorted(Path(out_dir).glob("step_*.npz"))[:-keep]:

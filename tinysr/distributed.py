@@ -11,7 +11,7 @@ their gradients together with an **all-reduce**: afterwards every rank holds the
 one a single process would have computed on all ``B`` rows, and applies the same optimiser step.  The
 copies never drift apart, so one rank's weights are the run's weights.
 
-What this module adds to :class:`tinysr.train.Trainer` (which takes it as ``communicator=``):
+What this module adds to :class:`tinysr.trainer.Trainer` (which takes it as ``communicator=``):
 
 * **the same patches**: every rank draws the whole global batch from the same seeded generator (the
   Trainer's, saved in each checkpoint) and keeps its own rows (:meth:`Communicator.local_batch`).

@@ -88,7 +88,7 @@ class SRGANResult:
 
 
 def _check_finite(values, step):
-    from .train import TrainingDiverged
+    from .trainer import TrainingDiverged
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
         raise TrainingDiverged(f"SRGAN training: {', '.join(bad)} became non-finite at step {step}; lower the "

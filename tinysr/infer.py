@@ -73,37 +73,59 @@ def default_margin(model):
     return int(rf) // 2 + 2
 
 
-def forward_tiled(model, x, tile, margin=None, device="cpu"):
-    """Run ``model`` on ``x`` (N, C, H, W) in tiles of ``tile`` x ``tile`` input pixels.
+def run_tiled(run, size, tile, margin, *, axes=(-2, -1), dtype=None):
+    """Stitch ``run`` over overlapping tiles of an image of ``size = (H, W)`` pixels: the one tiling loop.
 
-    Each tile is run with ``margin`` extra input pixels of context on each side (default: from the
-    model's receptive field), and only its centre is kept.  The output scale (1 for networks fed a
-    bicubic-upsampled image, ``s`` for those that upsample themselves) is read off the first tile.
-    Returns a NumPy array equal to ``model(x)`` up to float32 rounding.
+    The image is cut into ``tile`` x ``tile`` tiles; ``run(top, bottom, left, right)`` computes the
+    result for the window of the tile widened by ``margin`` pixels of context on each side (cut off at
+    the image's edges), and only the tile's own part of that result is kept.  The spatial axes of the
+    results are ``axes``; their scale ``s`` (output pixels per input pixel) is read off the first tile
+    and must be an integer.  Returns an array of ``(H*s, W*s)`` on ``axes`` (``dtype``, default the
+    results' own), equal to ``run`` on the whole image wherever ``margin`` covers the reach of a pixel.
     """
-    margin = default_margin(model) if margin is None else int(margin)
-    n, c, h, w = x.shape
+    h, w = size
     tile = int(tile)
     if tile <= 0:
         raise ValueError(f"tile must be a positive number of pixels, got {tile}")
+    ax_h, ax_w = axes
+
+    def at(arr, rows, cols):
+        idx = [slice(None)] * arr.ndim
+        idx[ax_h], idx[ax_w] = rows, cols
+        return tuple(idx)
     out, s = None, None
     for top in range(0, h, tile):
         for left in range(0, w, tile):
             bottom, right = min(top + tile, h), min(left + tile, w)
             t0, l0 = max(top - margin, 0), max(left - margin, 0)
             b1, r1 = min(bottom + margin, h), min(right + margin, w)
-            y = _run(model, x[:, :, t0:b1, l0:r1], device)
+            y = run(t0, b1, l0, r1)
             if out is None:
-                s = y.shape[-1] / (r1 - l0)
-                if s != int(s) or y.shape[-2] != int(s) * (b1 - t0):
+                s = y.shape[ax_w] / (r1 - l0)
+                if s != int(s) or y.shape[ax_h] != int(s) * (b1 - t0):
                     raise ValueError("tiled inference needs an output that is an integer multiple of the input "
-                                     f"size; this model maps {(b1 - t0, r1 - l0)} to {y.shape[-2:]} (for SRCNN, "
-                                     "use padding='same')")
+                                     f"size; this model maps {(b1 - t0, r1 - l0)} to "
+                                     f"{(y.shape[ax_h], y.shape[ax_w])} (for SRCNN, use padding='same')")
                 s = int(s)
-                out = np.empty((n, y.shape[1], h * s, w * s), dtype=np.float32)
-            out[:, :, top * s:bottom * s, left * s:right * s] = \
-                y[:, :, (top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s]
+                shape = list(y.shape)
+                shape[ax_h], shape[ax_w] = h * s, w * s
+                out = np.empty(shape, dtype=dtype or y.dtype)
+            out[at(out, slice(top * s, bottom * s), slice(left * s, right * s))] = \
+                y[at(y, slice((top - t0) * s, (bottom - t0) * s), slice((left - l0) * s, (right - l0) * s))]
     return out
+
+
+def forward_tiled(model, x, tile, margin=None, device="cpu"):
+    """Run ``model`` on ``x`` (N, C, H, W) in tiles of ``tile`` x ``tile`` input pixels.
+
+    Each tile is run with ``margin`` extra input pixels of context on each side (default: from the
+    model's receptive field), and only its centre is kept (:func:`run_tiled`).  The output scale (1
+    for networks fed a bicubic-upsampled image, ``s`` for those that upsample themselves) is read off
+    the first tile.  Returns a NumPy array equal to ``model(x)`` up to float32 rounding.
+    """
+    margin = default_margin(model) if margin is None else int(margin)
+    return run_tiled(lambda t0, b1, l0, r1: _run(model, x[:, :, t0:b1, l0:r1], device), x.shape[-2:], tile,
+                     margin, dtype=np.float32)
 
 
 def predict(model, x, *, tile=None, margin=None, self_ensemble=False, device=None, border="replicate",

@@ -25,7 +25,6 @@ import math
 import numpy as np
 
 from .data.color import y_from_uint8
-from .data.resize import imresize, modcrop
 
 __all__ = ["psnr", "ssim", "to_uint8", "PROTOCOL", "protocol", "evaluate_bicubic", "evaluate_pairs", "bicubic_sr", "ssim_map",
            "format_report", "main", "BICUBIC_PAPER"]
@@ -191,16 +190,6 @@ def ssim(sr, hr, scale: int, *, channel: str = "y", border=None) -> float:
     return float(ssim_map(a, b).mean())
 
 
-def _resolve_images(dataset, split=None):
-    if isinstance(dataset, str):
-        from .data import datasets
-        return dataset, datasets.load(dataset, split=split, names=True)
-    items = list(dataset)
-    if items and isinstance(items[0], tuple):
-        return "images", items
-    return "images", [(f"img_{i:03d}", im) for i, im in enumerate(items, 1)]
-
-
 def evaluate_pairs(pairs, scale: int, *, channel: str = "y", border=None, dataset: str = "images",
                    method: str = "?"):
     """Score ``(name, sr, hr)`` triples; returns the report dict used by :func:`format_report`."""
@@ -229,15 +218,15 @@ def bicubic_sr(hr, scale: int, *, channel: str = "y"):
     Both variants are within 0.015 dB of the published Y-PSNR on Set5/Set14/B100; the ``"y"`` one is
     within 0.01 dB and 0.001 SSIM in every cell.
     """
-    from .data.color import rgb_to_y
-    hr = to_uint8(modcrop(np.asarray(hr), scale), name="hr")
-    if channel.lower() == "y":
-        y = rgb_to_y(hr)
-        lr = imresize(y.astype(np.float64) / 255.0, 1.0 / scale)
-        return imresize(lr, scale), y
-    if channel.lower() == "rgb":
-        return imresize(imresize(hr, 1.0 / scale), scale), hr
-    raise ValueError(f"channel must be 'y' or 'rgb', got {channel!r}")
+    from .data.protocol import prepare
+    hr = to_uint8(np.asarray(hr), name="hr")
+    ch = channel.lower()
+    if ch not in ("y", "rgb"):
+        raise ValueError(f"channel must be 'y' or 'rgb', got {channel!r}")
+    sr, ref = prepare(hr, scale, "bicubic-" + ch)
+    if ch == "rgb" and ref.ndim == 2:
+        sr = sr[..., 0]                     # a grayscale image was run as three equal channels
+    return sr, ref
 
 
 def evaluate_bicubic(dataset, scale: int, *, split=None, channel: str = "y", border=None,
@@ -254,7 +243,8 @@ def evaluate_bicubic(dataset, scale: int, *, split=None, channel: str = "y", bor
     Returns a dict: ``method``, ``dataset``, ``scale``, ``protocol`` (the one-line description),
     ``images`` (a list of ``{"name", "psnr", "ssim"}``), and the means ``psnr`` and ``ssim``.
     """
-    label, items = _resolve_images(dataset, split)
+    from .data.datasets import named_images
+    label, items = named_images(dataset, split)
     pipe = (pipeline or channel).lower()
     if channel.lower() == "rgb" and pipe != "rgb":
         raise ValueError("an RGB evaluation needs the RGB pipeline (pipeline='rgb')")

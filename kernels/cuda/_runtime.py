@@ -206,12 +206,6 @@ def _copy4(src, dst):
 _COPY = {1: _copy1, 2: _copy2, 3: _copy3, 4: _copy4}
 
 
-def is_contiguous(x):
-    if is_cupy(x):
-        return x.flags.c_contiguous
-    return x.is_c_contiguous()
-
-
 def contiguous(x):
     """``x`` itself when it is C-contiguous, else a C-contiguous copy made on the device.
 

@@ -42,13 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .color import rgb_to_y
 from .io import IMAGE_EXTENSIONS, ImageError, imread
-from .resize import imresize, modcrop
+from .protocol import prepare
 
 __all__ = ["DatasetError", "DatasetInfo", "PinnedFile", "REGISTRY", "register", "names", "info",
            "data_root", "cache_dir", "resolve", "download", "list_files", "load", "make_pair",
-           "make_pairs", "DEFAULT_MIRROR"]
+           "make_pairs", "named_images", "DEFAULT_MIRROR"]
 
 DEFAULT_MIRROR = "https://raw.githubusercontent.com"
 
@@ -405,6 +404,32 @@ def load(name, split=None, *, names: bool = False, **resolve_kw):
     return items if names else [im for _, im in items]
 
 
+def named_images(dataset, split=None):
+    """``(label, [(name, uint8 HR image)])`` for the test-set argument every evaluation takes.
+
+    ``dataset`` is a registered name (``"Set5"``, ``"builtin"``: its held-out ``"test"`` split unless
+    ``split`` says otherwise), a folder of images (a path, or a string naming a folder that is not a
+    registered name), a list of uint8 arrays (named ``img_001``, ...), or a list of ``(name, image)``.
+    """
+    if isinstance(dataset, (str, os.PathLike)):
+        p = Path(dataset)
+        if isinstance(dataset, os.PathLike) or (p.is_dir() and str(dataset) not in REGISTRY):
+            if not p.is_dir():
+                raise ValueError(f"{p} is not a folder of images")
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                raise ValueError(f"{p} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            return p.name, [(f.stem, imread(f)) for f in files]
+        label = info(str(dataset)).name
+        if label == "builtin" and split is None:
+            split = "test"                       # the builtin photos held out from training
+        return label, load(label, split=split, names=True)
+    items = list(dataset)
+    if items and isinstance(items[0], tuple):
+        return "images", items
+    return "images", [(f"img_{i:03d}", im) for i, im in enumerate(items, 1)]
+
+
 def make_pair(hr, scale: int, *, upsample: bool = False, channel: str = "y"):
     """One training/evaluation pair ``(input, target)`` from an HR image, float32 in ``[0, 1]``.
 
@@ -433,22 +458,15 @@ def make_pair(hr, scale: int, *, upsample: bool = False, channel: str = "y"):
     if hr.shape[0] < s or hr.shape[1] < s:
         raise ImageError("<array>", f"image is {hr.shape[1]}x{hr.shape[0]} px, too small for scale {s}",
                          "use a larger image or a smaller scale")
-    hr = modcrop(hr, s)
     ch = channel.lower()
+    if ch not in ("y", "rgb"):
+        raise ValueError(f"channel must be 'y' or 'rgb', got {channel!r}")
+    inp, ref = prepare(hr, s, ("bicubic-" if upsample else "lr-") + ch)
     if ch == "y":
-        y = rgb_to_y(hr).astype(np.float64) / 255.0
-        lr = imresize(y, 1.0 / s)
-        if upsample:
-            lr = imresize(lr, float(s))
-        return lr.astype(np.float32), y.astype(np.float32)
-    if ch == "rgb":
-        if hr.ndim == 2:
-            hr = np.repeat(hr[..., None], 3, axis=2)
-        lr = imresize(hr, 1.0 / s)
-        if upsample:
-            lr = imresize(lr, float(s))
-        return lr.astype(np.float32) / 255.0, hr.astype(np.float32) / 255.0
-    raise ValueError(f"channel must be 'y' or 'rgb', got {channel!r}")
+        return inp.astype(np.float32), (ref.astype(np.float64) / 255.0).astype(np.float32)
+    if ref.ndim == 2:
+        ref = np.repeat(ref[..., None], 3, axis=2)
+    return inp.astype(np.float32) / 255.0, ref.astype(np.float32) / 255.0
 
 
 def make_pairs(images, scale: int, **kw):

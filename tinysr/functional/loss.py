@@ -1,11 +1,7 @@
 """Losses: MSE (SRCNN to DRRN), L1 (EDSR), and binary cross-entropy on logits (SRGAN's adversarial loss).
 All reduce to a mean by default, as the papers and PyTorch do."""
 from .. import backend
-from ..autograd import Function, Tensor
-
-
-def _data(t):
-    return t.data if isinstance(t, Tensor) else t
+from ..autograd import Function
 
 
 def _check(pred, target, name):

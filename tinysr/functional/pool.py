@@ -8,17 +8,14 @@ and the rows/columns that floor mode drops, get zero.
 """
 from .. import backend
 from ..autograd import Function
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+from .sizes import pair
 
 
 class MaxPool2d(Function):
     """Max over non-overlapping ``kh x kw`` windows of an ``(N, C, H, W)`` input."""
 
     def __init__(self, kernel_size=2):
-        self.kh, self.kw = _pair(kernel_size)
+        self.kh, self.kw = pair(kernel_size)
 
     def forward(self, x):
         if x.ndim != 4:

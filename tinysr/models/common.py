@@ -42,10 +42,27 @@ class SRModel(nn.Module):
     def receptive_field(self):
         raise NotImplementedError
 
+    #: stride of the paper's fixed grid of training sub-images, for a network whose paper recipe
+    #: samples one (SRCNN's generate_train.m: 14); None samples random crops.
+    paper_grid_stride = None
+
     @property
-    def upsamples(self):
-        """True when the network itself produces the HR size (post-upsampling networks)."""
-        return self.input_convention != "bicubic-y"
+    def registry_name(self):
+        """The registry name that rebuilds this network (set by :func:`tinysr.models.build`), else None."""
+        return getattr(self, "build_name", None)
+
+    def build_arguments(self):
+        """Keyword arguments that rebuild this network with :func:`tinysr.models.build`, else None.
+
+        A network made by :func:`~tinysr.models.build` remembers them; one that can read them off its own
+        layers (SRCNN, FSRCNN) answers for itself however it was made.
+        """
+        kw = getattr(self, "build_kwargs", None)
+        return dict(kw) if kw is not None else None
+
+    def inference_model(self):
+        """The network to run on whole images: this one (see SRCNN for the one that differs)."""
+        return self
 
 
 def count_weights(model):
@@ -73,7 +90,7 @@ def to_float64(model):
         p.data = p.data.astype(np.float64)
     for m in model.modules():
         for name, b in list(m._buffers.items()):
-            m._set_buffer(name, b.astype(np.float64))
+            m.register_buffer(name, b.astype(np.float64))
     return model
 
 
@@ -160,14 +177,6 @@ def upsampler(scale, channels, activation=None):
     else:
         raise ValueError(f"pixel-shuffle upsampler supports scales 2, 3, 4, 8; got {scale}")
     return nn.Sequential(*layers)
-
-
-def upsampler_receptive_field(scale):
-    """Extra LR-pixel receptive field of :func:`upsampler` (its 3x3 convs, one per stage)."""
-    stages = 1 if scale == 3 else int(round(np.log2(scale)))
-    # Each later stage runs at a finer grid, where a 3x3 kernel spans fewer LR pixels; count it as
-    # one LR pixel per side per stage (an upper bound that is exact for the first stage).
-    return 2 * stages
 
 
 def count_flops(model, hr_size=48):

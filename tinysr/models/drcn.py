@@ -34,8 +34,22 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from .common import SRModel, chain_receptive_field, init_conv_
+from .registry import TrainingRecipe, register
 
 
+@register(
+    "drcn", (2, 3, 4), "bicubic-y",
+    "Kim, Lee, Lee. Deeply-Recursive Convolutional Network for Image Super-Resolution, CVPR 2016",
+    "embedding net, one 3x3 conv recursed 16 times (shared weights), reconstruction per recursion, "
+    "skip, learned ensemble",
+    TrainingRecipe(data="T91", patch_size=41, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9,
+                   weight_decay=1e-4, loss="drcn (recursive supervision, alpha 1 -> 0, beta 1e-4)",
+                   lr_schedule={"type": "plateau", "patience_epochs": 5, "gamma": 0.1, "min_lr": 1e-6},
+                   grad_clip={"type": "norm"},
+                   notes="patches at stride 21; recursive weights start as identity, others He; "
+                         "alpha decays from 1 to 0 during training (tinysr.models.drcn.drcn_loss); "
+                         "multi-scale training as VDSR; ~6 days on a Titan X"),
+    paper_params="1,774K weights")
 class DRCN(SRModel):
     """DRCN with ``recursions`` (D) applications of one shared conv, ``channels`` (F) wide.
 

@@ -23,6 +23,7 @@ jt827859032 PyTorch port whose weights are public: an in-place ReLU makes every 
 from .. import functional as F
 from .. import nn
 from .common import SRModel, init_conv_
+from .registry import TrainingRecipe, register
 
 
 class RecursiveBlock(nn.Module):
@@ -56,6 +57,18 @@ class RecursiveBlock(nn.Module):
         return h
 
 
+@register(
+    "drrn", (2, 3, 4), "bicubic-y",
+    "Tai, Yang, Liu. Image Super-Resolution via Deep Recursive Residual Network, CVPR 2017",
+    "B1U25: recursive block of 25 pre-activation residual units sharing weights, multi-path local + "
+    "global residual, 128 filters",
+    TrainingRecipe(data="T91 + BSD200 (291 images), multi-scale x2/x3/x4", patch_size=31, batch_size=128,
+                   optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, loss="mse", epochs=50,
+                   lr_schedule={"type": "step", "every_epochs": 10, "gamma": 0.5},
+                   grad_clip={"type": "adjustable", "theta": 0.01},
+                   augment=("flip", "rot90", "downscale"),
+                   notes="patches 31x31 at stride 21; He init; 4 days on 2 Titan X for B1U25"),
+    defaults={"blocks": 1, "units": 25}, paper_params="297K weights (B1U25)")
 class DRRN(SRModel):
     """DRRN_B{blocks}U{units}: recursive blocks of shared residual units plus a global residual.
 

@@ -22,10 +22,32 @@ works in: the official PyTorch code multiplies by 255 (``rgb_range=255``), krass
 ``rgb_range * (x - mean)`` and the tail's output is divided by it before the mean is added back, so
 weights trained in any of these conventions run unchanged (:func:`tinysr.models.load_official`).
 """
+from dataclasses import replace
+
 from .. import nn
 from .common import MeanShift, ResBlock, SRModel, chain_receptive_field, upsampler
+from .registry import TrainingRecipe, register
+
+#: The EDSR paper's training (Lim et al. 2017, Sec. 4.1), shared by EDSR, its baseline and MDSR.
+_DIV2K = TrainingRecipe(data="DIV2K (800 training images)", patch_size=48, batch_size=16, optimizer="adam", lr=1e-4,
+                        betas=(0.9, 0.999), loss="l1", iterations=300_000,
+                        lr_schedule={"type": "step", "every_iterations": 200_000, "gamma": 0.5},
+                        augment=("flip", "rot90"))
+_CITATION = "Lim, Son, Kim, Nah, Lee. Enhanced Deep Residual Networks for Single Image Super-Resolution, CVPRW 2017"
 
 
+@register(
+    "edsr", (2, 3, 4), "lr-rgb",
+    _CITATION,
+    "32 residual blocks of 256, residual scaling 0.1, mean shift, pixel shuffle",
+    replace(_DIV2K, notes="x3/x4 initialised from the trained x2 model"),
+    defaults={"blocks": 32, "channels": 256, "res_scale": 0.1}, paper_params="43M (x4)")
+@register(
+    "edsr_baseline", (2, 3, 4), "lr-rgb",
+    _CITATION,
+    "16 residual blocks of 64, no BN, residual scaling 1, mean shift, pixel shuffle",
+    replace(_DIV2K, notes="LR patches 48x48; x3/x4 initialised from the trained x2 model"),
+    defaults={"blocks": 16, "channels": 64, "res_scale": 1.0}, paper_params="1.5M (x4); 1.37M for x2")
 class EDSR(SRModel):
     """EDSR (and EDSR-baseline with its defaults ``blocks=16, channels=64, res_scale=1``).
 
@@ -66,6 +88,12 @@ class EDSR(SRModel):
         return self.add_mean(y)
 
 
+@register(
+    "mdsr", (2, 3, 4), "lr-rgb",
+    _CITATION,
+    "multi-scale: per-scale 5x5 pre-processing and upsamplers around a shared 80-block body",
+    replace(_DIV2K, notes="each minibatch uses one scale drawn at random from x2/x3/x4"),
+    defaults={"blocks": 80, "channels": 64}, paper_params="8.0M")
 class MDSR(SRModel):
     """MDSR: scale-specific pre-processing and upsamplers around one shared body.
 

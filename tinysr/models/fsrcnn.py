@@ -28,8 +28,22 @@ import math
 from .. import functional as F
 from .. import nn
 from .common import SRModel, chain_receptive_field, init_conv_
+from .registry import TrainingRecipe, register
 
 
+@register(
+    "fsrcnn", (2, 3, 4), "lr-y",
+    "Dong, Loy, Tang. Accelerating the Super-Resolution Convolutional Neural Network, ECCV 2016",
+    "FSRCNN(d, s, m): 5x5 feature extraction, 1x1 shrinking, m 3x3 mapping, 1x1 expanding, PReLU, 9x9 deconv",
+    TrainingRecipe(data="T91 then fine-tuned on T91 + General-100, augmented (scales 0.9-0.6, rotations 90-270)",
+                   patch_size=7, batch_size=128, optimizer="sgd", lr=1e-3, loss="mse",
+                   per_layer_lr={"convolutions": 1e-3, "deconvolution": 1e-4},
+                   lr_schedule={"type": "fine-tune", "factor": 0.5},
+                   augment=("scale", "rot90"),
+                   notes="LR sub-images 10/7/6 px for x2/x3/x4 (HR = scale x that, 19/21/24 with the "
+                         "deconv's overlap); the x2/x4 models are fine-tuned from x3 (only the "
+                         "deconvolution changes); learning rates halved during fine-tuning"),
+    defaults={"d": 56, "s": 12, "m": 4}, paper_params="12,464 conv weights (x3)")
 class FSRCNN(SRModel):
     """FSRCNN(d, s, m): feature extraction, shrinking, mapping, expanding, deconvolution.
 
@@ -53,6 +67,7 @@ class FSRCNN(SRModel):
     """
 
     input_convention = "lr-y"
+    registry_name = "fsrcnn"
 
     def __init__(self, scale=3, d=56, s=12, m=4, prelu="shared", padding_mode="zeros", channels=1, offset=0.0,
                  deconv_padding=None):
@@ -99,6 +114,13 @@ class FSRCNN(SRModel):
     @property
     def receptive_field(self):
         return chain_receptive_field([5, 1] + [3] * self.m + [1]) + math.ceil(9 / self.scale) - 1
+
+    def build_arguments(self):
+        """The keyword arguments that rebuild this network, read off its layers."""
+        prelu = "shared" if self.shrinking[1].weight.size == 1 else "channel"
+        return {"d": self.d, "s": self.s, "m": self.m, "prelu": prelu, "padding_mode": self.padding_mode,
+                "channels": int(self.in_channels), "offset": float(getattr(self, "offset", 0.0)),
+                "deconv_padding": int(self.deconvolution.padding[0]) if self.padding_mode == "zeros" else None}
 
     def forward(self, x):
         """``x``: LR Y ``(N, 1, h, w)`` in [0, 1] -> SR Y ``(N, 1, scale*h, scale*w)``."""

@@ -46,7 +46,7 @@ def _mat_conv(w, k):
     w = np.asarray(w, dtype=np.float64)
     if w.ndim == 2:
         w = w[:, :, None] if k * k == w.shape[1] else w[:, None, :]
-    cin, taps, cout = w.shape
+    cin, _, cout = w.shape
     return np.stack([np.stack([_taps(w[i, :, o], k) for i in range(cin)]) for o in range(cout)])
 
 
@@ -456,49 +456,21 @@ PROTOCOLS = {
 }
 
 
-def _y01(img_uint8, rounded):
-    from ..data.color import rgb_to_y
-    if rounded:
-        return rgb_to_y(img_uint8).astype(np.float64) / 255.0
-    a = np.asarray(img_uint8)
-    if a.ndim == 2:
-        return a.astype(np.float64) / 255.0
-    return rgb_to_y(a.astype(np.float64) / 255.0)
-
-
 def prepare_pair(hr, scale, protocol):
-    """``(network_input (H', W') float64, ground_truth_Y (H, W) float64 in [0, 1])`` for one HR image.
+    """``(network_input (H', W'), ground_truth_Y (H, W) in [0, 1])`` for one HR image.
 
-    ``hr`` is the uint8 HR image ``(H, W, 3)`` or grayscale ``(H, W)``; see :data:`PROTOCOLS`.
+    ``hr`` is the uint8 HR image ``(H, W, 3)`` or grayscale ``(H, W)``; see :data:`PROTOCOLS`.  The
+    pipelines themselves live in :func:`tinysr.data.protocol.prepare`: ``"srcnn"`` and ``"fsrcnn"``
+    are its ``"matlab"`` protocol for a ``bicubic-y`` and an ``lr-y`` network, the others its own
+    protocols of the same name.
     """
-    from ..data.resize import imresize, modcrop
-    s = int(scale)
+    from ..data.protocol import prepare
     if protocol in ("srcnn", "fsrcnn"):
-        gt = _y01(modcrop(hr, s), rounded=True)
-        lr = imresize(gt, 1.0 / s)
-        return (lr if protocol == "fsrcnn" else imresize(lr, s)), gt
-    if protocol == "vdsr":
-        hr = modcrop(hr, s)
-        lr_rgb = imresize(hr, 1.0 / s)               # uint8 path: rounded like MATLAB
-        return imresize(_y01(lr_rgb, rounded=False), s), _y01(hr, rounded=False)
-    if protocol == "pytorch":
-        for k in range(2, s + 1):
-            hr = modcrop(hr, k)
-        gt = _y01(hr, rounded=False)
-        return imresize(imresize(gt, 1.0 / s), s), gt
-    if protocol == "yjn870":
-        # Pillow's bicubic is *not* MATLAB's; this protocol is only here to check that source's own numbers.
-        from PIL import Image
-        im = Image.fromarray(np.asarray(hr)).convert("RGB")
-        w, h = (im.width // s) * s, (im.height // s) * s
-        hr_im = im.resize((w, h), resample=Image.BICUBIC)
-        lr_im = hr_im.resize((w // s, h // s), resample=Image.BICUBIC)
-
-        def y(a):
-            a = np.asarray(a).astype(np.float32)
-            return (16.0 + (64.738 * a[..., 0] + 129.057 * a[..., 1] + 25.064 * a[..., 2]) / 256.0) / 255.0
-        return y(lr_im), y(hr_im)
-    raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        inp, y = prepare(hr, scale, "bicubic-y" if protocol == "srcnn" else "lr-y")
+        return inp, y.astype(np.float64) / 255.0
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return prepare(hr, scale, "lr-y" if protocol == "yjn870" else "bicubic-y", protocol=protocol)
 
 
 def _run(model, inp):

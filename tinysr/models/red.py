@@ -20,8 +20,19 @@ Initialisation: He et al. 2015 (ReLU).
 from .. import functional as F
 from .. import nn
 from .common import SRModel, chain_receptive_field, init_conv_
+from .registry import TrainingRecipe, register
 
 
+@register(
+    "red30", (2, 3, 4), "bicubic-y",
+    "Mao, Shen, Yang. Image Restoration Using Very Deep Convolutional Encoder-Decoder Networks with "
+    "Symmetric Skip Connections, NIPS 2016",
+    "15 convs + 15 transposed convs, symmetric skips every 2 layers, input residual",
+    TrainingRecipe(data="BSD (300 images, grayscale)", patch_size=50, batch_size=64, optimizer="adam",
+                   lr=1e-4, betas=(0.9, 0.999), loss="mse",
+                   notes="one model for several scales; batch size and iteration count are not stated in the "
+                         "paper (64 is tinysr's choice)"),
+    paper_params="4,131K weights (128 filters, as listed by DRRN)")
 class RED30(SRModel):
     """RED-Net with ``depth`` conv + ``depth`` deconv layers (15 + 15 = RED30), skips every ``skip_every``.
 

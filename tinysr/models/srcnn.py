@@ -30,10 +30,25 @@ dead after 1,500 steps, 29.2 dB on Set5; centred: none dead, 31.5 dB).  The cons
 from .. import functional as F
 from .. import nn
 from .common import SRModel, chain_receptive_field, init_conv_
+from .registry import TrainingRecipe, register
 
 VARIANTS = {"9-1-5": (9, 1, 5), "9-3-5": (9, 3, 5), "9-5-5": (9, 5, 5)}
 
 
+@register(
+    "srcnn", (2, 3, 4), "bicubic-y",
+    "Dong, Loy, He, Tang. Learning a Deep Convolutional Network for Image Super-Resolution, ECCV 2014; "
+    "Image Super-Resolution Using Deep Convolutional Networks, TPAMI 2016",
+    "3 convs (9-1-5 / 9-3-5 / 9-5-5), ReLU; valid or same borders",
+    TrainingRecipe(data="T91 (ECCV'14; TPAMI'16 also ImageNet, 395,909 images)", patch_size=33, label_size=21,
+                   batch_size=128, optimizer="sgd", lr=1e-4, momentum=0.9, loss="mse",
+                   iterations=15_000_000, per_layer_lr={"patch_extraction": 1e-4, "non_linear_mapping": 1e-4,
+                                                        "reconstruction": 1e-5},
+                   notes="sub-images 33x33 at stride 14 from Gaussian-blurred, bicubic down/up-sampled HR; "
+                         "valid convolutions so the 33x33 input predicts the 21x21 label centre; "
+                         "init N(0, 0.001^2); the paper counts ~8e8 backpropagations (iterations here "
+                         "= 8e8 / batch is approximate)"),
+    defaults={"variant": "9-1-5"}, paper_params="8,129 (9-1-5) / 57,281 (9-5-5) incl. biases")
 class SRCNN(SRModel):
     """SRCNN: patch extraction -> non-linear mapping -> reconstruction (three convolutions).
 
@@ -52,6 +67,8 @@ class SRCNN(SRModel):
     """
 
     input_convention = "bicubic-y"
+    registry_name = "srcnn"
+    paper_grid_stride = 14
 
     def __init__(self, scale=3, variant="9-1-5", n1=64, n2=32, padding="valid", padding_mode="zeros",
                  channels=1, offset=0.0):
@@ -82,6 +99,31 @@ class SRCNN(SRModel):
     def border(self):
         """Pixels lost on each side with valid convolutions (6 for 9-1-5), 0 with ``padding="same"``."""
         return 0 if self.padding == "same" else (self.receptive_field - 1) // 2
+
+    def build_arguments(self):
+        """The keyword arguments that rebuild this network, read off its layers."""
+        return {"variant": self.variant, "n1": int(self.patch_extraction.weight.shape[0]),
+                "n2": int(self.non_linear_mapping.weight.shape[0]), "padding": self.padding,
+                "padding_mode": self.patch_extraction.padding_mode,
+                "channels": int(self.in_channels), "offset": float(getattr(self, "offset", 0.0))}
+
+    def inference_model(self):
+        """The network to run on whole images: a valid-convolution SRCNN's 'same'/replicate twin.
+
+        SRCNN is trained with *valid* convolutions (its output is 12 px smaller than its input for
+        9-1-5); to super-resolve a whole image the authors' test code pads every layer with
+        **replicate** borders so that the output has the input's size.  This returns such a copy (weights
+        copied, no arrays shared), in eval mode, on the same device; a 'same' SRCNN is returned as it is.
+        """
+        if self.padding != "valid":
+            return self
+        kw = self.build_arguments()
+        kw.update(padding="same", padding_mode="replicate")
+        twin = SRCNN(scale=self.scale, **kw)
+        twin.load_state_dict(self.state_dict())
+        if self.device != "cpu":
+            twin.to(self.device)
+        return twin.eval()
 
     def forward(self, x):
         """``x``: bicubic-upsampled Y ``(N, 1, H, W)`` in [0, 1] -> HR estimate (see the class doc for size)."""

@@ -23,6 +23,7 @@ import math
 from .. import functional as F
 from .. import nn
 from .common import SRModel, init_conv_
+from .registry import TrainingRecipe, register
 
 
 class DenseBlock(nn.Module):
@@ -47,6 +48,16 @@ class DenseBlock(nn.Module):
         return new[0] if len(new) == 1 else F.concat(new, axis=1)
 
 
+@register(
+    "srdensenet", (4,), "lr-y",
+    "Tong, Li, Liu, Gao. Image Super-Resolution Using Dense Skip Connections, ICCV 2017",
+    "8 dense blocks x 8 layers (growth 16), dense skips, 1x1 bottleneck 256, two stride-2 deconvs, 3x3 "
+    "reconstruction",
+    TrainingRecipe(data="ImageNet subset (50,000 images)", patch_size=25, batch_size=32, optimizer="adam",
+                   lr=1e-4, loss="mse", betas=(0.9, 0.999),
+                   lr_schedule={"type": "step", "gamma": 0.1, "note": "reduced when training stalls"},
+                   notes="LR 25x25 / HR 100x100 patches; x4 only"),
+    paper_params="not stated")
 class SRDenseNet(SRModel):
     """SRDenseNet_All: dense blocks with dense skip connections, bottleneck, deconvolutions.
 

@@ -28,6 +28,7 @@ Input: HR RGB patches (96 x 96 in the paper).
 from .. import functional as F
 from .. import nn
 from .common import SRModel, chain_receptive_field, upsampler
+from .registry import TrainingRecipe, register
 
 
 _OUTPUTS = ("linear", "affine", "tanh")
@@ -51,6 +52,16 @@ class SRResBlock(nn.Module):
         return x + self.bn2(self.conv2(self.prelu(self.bn1(self.conv1(x)))))
 
 
+@register(
+    "srresnet", (2, 4), "lr-rgb",
+    "Ledig et al. Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial Network, "
+    "CVPR 2017",
+    "9x9 head, 16 residual blocks (BN, PReLU), pixel-shuffle upsampling, 9x9 tail",
+    TrainingRecipe(data="ImageNet (350K images)", patch_size=24, label_size=96, batch_size=16, optimizer="adam",
+                   lr=1e-4, betas=(0.9, 0.999), loss="mse", iterations=1_000_000,
+                   notes="x4; HR 96x96 crops; SRGAN then trains 1e5 updates at 1e-4 and 1e5 at 1e-5 with "
+                         "VGG54 content loss + 1e-3 adversarial loss, initialised from SRResNet"),
+    paper_params="~1.5M")
 class SRResNet(SRModel):
     """SRResNet: 9x9 head, ``blocks`` residual blocks with BN/PReLU, sub-pixel upsampling, 9x9 tail.
 
@@ -137,3 +148,18 @@ class SRGANDiscriminator(nn.Module):
             raise ValueError(f"the discriminator was built for {self.input_size}x{self.input_size} patches, "
                              f"got {tuple(x.shape[-2:])}")
         return self.classifier(self.features(x))
+
+
+@register(
+    "srgan_discriminator", (2, 4), "hr-rgb",
+    "Ledig et al. CVPR 2017 (SRGAN discriminator)",
+    "8 conv layers (LeakyReLU 0.2, BN), dense 1024, dense 1",
+    TrainingRecipe(data="ImageNet (350K images)", patch_size=96, batch_size=16, optimizer="adam", lr=1e-4,
+                   betas=(0.9, 0.999), loss="bce (adversarial)", iterations=200_000,
+                   lr_schedule={"type": "step", "milestones": [100_000], "gamma": 0.1}),
+    defaults={"input_size": 96})
+def srgan_discriminator(scale=4, **kwargs):
+    """SRGAN's discriminator (see :class:`SRGANDiscriminator`), recording the ``scale`` of its generator."""
+    model = SRGANDiscriminator(**kwargs)
+    model.scale = scale
+    return model

@@ -13,8 +13,19 @@ the official model also has 1,217 biases.  Initialisation (paper): He et al. 201
 from .. import functional as F
 from .. import nn
 from .common import SRModel, chain_receptive_field, init_conv_
+from .registry import TrainingRecipe, register
 
 
+@register(
+    "vdsr", (2, 3, 4), "bicubic-y",
+    "Kim, Lee, Lee. Accurate Image Super-Resolution Using Very Deep Convolutional Networks, CVPR 2016",
+    "20 3x3 convs of 64, ReLU, global residual; one model for x2/x3/x4",
+    TrainingRecipe(data="T91 + BSD200 (291 images), multi-scale x2/x3/x4", patch_size=41, batch_size=64,
+                   optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, loss="mse", epochs=80,
+                   lr_schedule={"type": "step", "every_epochs": 20, "gamma": 0.1},
+                   grad_clip={"type": "adjustable", "theta": 0.01}, augment=("flip", "rot90"),
+                   notes="gradients clipped to [-theta/lr, theta/lr]; He init; ~6 h on a Titan Z"),
+    paper_params="664,704 weights (665K)")
 class VDSR(SRModel):
     """VDSR: ``depth`` 3x3 conv layers, ``channels`` wide, plus the input (global residual).
 

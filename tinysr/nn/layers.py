@@ -10,11 +10,8 @@ import numpy as np
 
 from .. import functional as F
 from . import init
+from ..functional.sizes import pair
 from .module import Module, Parameter
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
 def _default_init(shape, fan_in):
@@ -33,9 +30,9 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  padding_mode="zeros"):
         super().__init__()
-        kh, kw = _pair(kernel_size)
+        kh, kw = pair(kernel_size)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = (kh, kw), _pair(stride), _pair(padding)
+        self.kernel_size, self.stride, self.padding = (kh, kw), pair(stride), pair(padding)
         if padding_mode not in ("zeros", "replicate", "reflect"):
             raise ValueError(f"padding_mode must be 'zeros', 'replicate' or 'reflect', got {padding_mode!r}")
         self.padding_mode = padding_mode
@@ -67,10 +64,10 @@ class ConvTranspose2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, bias=True):
         super().__init__()
-        kh, kw = _pair(kernel_size)
+        kh, kw = pair(kernel_size)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = (kh, kw), _pair(stride)
-        self.padding, self.output_padding = _pair(padding), _pair(output_padding)
+        self.kernel_size, self.stride = (kh, kw), pair(stride)
+        self.padding, self.output_padding = pair(padding), pair(output_padding)
         fan_in = out_channels * kh * kw  # PyTorch computes fan-in from dim 1 of this layout
         self.weight = Parameter(_default_init((in_channels, out_channels, kh, kw), fan_in))
         self.bias = Parameter(_default_init((out_channels,), fan_in)) if bias else None

@@ -54,10 +54,6 @@ class Module:
         self._buffers[name] = array
         object.__setattr__(self, name, array)
 
-    def _set_buffer(self, name, array):
-        self._buffers[name] = array
-        object.__setattr__(self, name, array)
-
     # ------------------------------------------------------------------ calling
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
@@ -130,7 +126,7 @@ class Module:
                     if p.grad is not None:
                         p.grad = backend.to_device(p.grad, device)
             for name, b in list(m._buffers.items()):
-                m._set_buffer(name, backend.to_device(b, device))
+                m.register_buffer(name, backend.to_device(b, device))
         return self
 
     @property
@@ -184,7 +180,7 @@ class Module:
             for bname, b in list(m._buffers.items()):
                 k = f"{mname}.{bname}" if mname else bname
                 if k in state:
-                    m._set_buffer(bname, backend.to_device(np.asarray(state[k], dtype=b.dtype).copy(),
+                    m.register_buffer(bname, backend.to_device(np.asarray(state[k], dtype=b.dtype).copy(),
                                                            backend.device_of(b)))
         return self
 
