@@ -100,7 +100,7 @@ def job_nccl(out, with_nccl=True):
     from mpi4py import MPI
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import fake_cupy
-    from tinysr.functional import conv as conv_mod
+    from tinysr.functional import dispatch
     calls = []
 
     class NcclCommunicator:
@@ -128,8 +128,7 @@ def job_nccl(out, with_nccl=True):
     sys.modules.update({"cupy": fake_cupy, "cupy.cuda": fake_cupy.cuda})
     if with_nccl:
         sys.modules["cupy.cuda.nccl"] = nccl      # without it, `from cupy.cuda import nccl` fails as in a CuPy without NCCL
-    conv_mod._cuda_autoload[:] = [True]          # no Numba CUDA kernels: NumPy code on device arrays
-    conv_mod._default["cuda"] = None
+    dispatch._loaded["cuda"] = False             # no Numba CUDA kernels: NumPy code on device arrays
     distributed._device_pointer = lambda buf: buf.ctypes.data
     comm = distributed.from_environment("cuda")
     tr = make_trainer("srcnn", comm, device="cuda")

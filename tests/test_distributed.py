@@ -60,11 +60,42 @@ def _mpiexec():
 def launch(n, *args, timeout=240, env=None):
     """Run ``mpiexec -n n python <args>`` from the repository; returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-                **(env or {})}
+                "TINYSR_CONV": CONV, **(env or {})}
     for name in distributed.SIZE_VARIABLES + distributed.RANK_VARIABLES:   # pytest itself under mpiexec
         full_env.pop(name, None)
     return subprocess.run([_mpiexec(), "-n", str(n), sys.executable, *map(str, args)], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# The ranks and the one-process reference both convolve with im2col. Winograd's weight gradient sums
+# transformed tiles whose rounding depends on how the batch is split over ranks, and Adam's first steps
+# magnify that to ~1e-4 relative (measured 8e-5 on EDSR-baseline); the data-parallel logic itself is
+# checked to 1e-5 on the algorithm whose sums do not depend on the split, and Winograd's accuracy is
+# tested on its own (tests/test_winograd.py).
+CONV = "im2col"
+
+
+# The one-process references run on one thread, like each rank. A convolution bias followed by BatchNorm
+# (SRResNet's blocks) has a gradient that is zero up to rounding, and Adam turns that rounding into steps
+# of the full learning rate: the reference must round exactly as the ranks do, not only to float32.
+
+
+@pytest.fixture(autouse=True)
+def _same_convolution_everywhere(monkeypatch):
+    monkeypatch.setenv("TINYSR_CONV", CONV)
+
+
+def on_one_thread(reference, name, tmp_path):
+    """``reference(name)`` computed in a fresh one-thread process, as each rank computes."""
+    out = tmp_path / f"{reference.__name__}_{name}.npz"
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import numpy as np, test_distributed as t; "
+            f"np.savez({str(out)!r}, **t.{reference.__name__}({name!r}))")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "TINYSR_CONV": CONV}
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return dict(np.load(out))
 
 
 def rel_error(a, b):
@@ -126,9 +157,9 @@ def test_two_ranks_reach_the_weights_of_one_process(two_rank_weights, name):
 
 
 @pytest.mark.mpi
-def test_batchnorm_normalises_each_ranks_slice(two_rank_weights):
+def test_batchnorm_normalises_each_ranks_slice(two_rank_weights, tmp_path):
     got = dict(np.load(two_rank_weights / "srresnet.npz"))
-    assert rel_error(got, ghost_batchnorm_reference("srresnet")) < 1e-5
+    assert rel_error(got, on_one_thread(ghost_batchnorm_reference, "srresnet", tmp_path)) < 1e-5
     # per-rank statistics are not the global batch's: one process with the whole batch differs
     assert rel_error(got, single_process("srresnet")) > 1e-3
 
