@@ -41,6 +41,7 @@ trains exactly as before.
 """
 import atexit
 import os
+import sys
 import time
 import zlib
 
@@ -59,6 +60,11 @@ RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 DEFAULT_TIMEOUT = 300.0
 #: Seconds the other ranks wait while rank 0 evaluates (``TINYSR_DIST_EVAL_TIMEOUT``).
 DEFAULT_EVAL_TIMEOUT = 3600.0
+
+
+#: Seconds a failing rank waits between printing its error and ending the job, so the launcher
+#: forwards the message before MPI_Abort closes its pipes.
+ABORT_GRACE_SECONDS = 0.5
 
 
 class RankLost(RuntimeError):
@@ -258,7 +264,15 @@ class Communicator:
         """
         if not self._aborting:
             self._aborting = True
-            atexit.register(self.comm.Abort, 1)
+            atexit.register(self._abort)
+
+    def _abort(self):
+        # The launcher forwards each rank's output through a pipe and MPI_Abort tears the pipes down:
+        # give it a moment to pass on the error message before the job ends.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE_SECONDS)
+        self.comm.Abort(1)
 
     # ------------------------------------------------------------------ rank 0's jobs
     def evaluate_on_root(self, evaluate):
