@@ -32,14 +32,7 @@ from fractions import Fraction
 import numpy as np
 
 from .. import backend
-
-
-def _pair(v):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"expected an int or a pair, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
+from .sizes import pair as _pair
 
 
 def conv_output_size(size, k, stride, padding):
