@@ -12,7 +12,6 @@ Heavy or optional parts (data, metrics, the networks themselves) are imported on
 that ``import tinysr`` stays fast and never needs a GPU.
 """
 import importlib
-import sys
 
 __version__ = "0.1.0"
 
@@ -21,10 +20,6 @@ from . import functional, nn, optim  # noqa: E402
 
 # ``tinysr.train`` is the training function (tinysr.api.train); the training loop lives in tinysr.trainer.
 from .api import train  # noqa: E402
-
-# The notebooks import the loop as ``from tinysr.train import Trainer``: that name resolves to
-# tinysr.trainer through sys.modules, which leaves the package attribute ``train`` the function.
-sys.modules.setdefault(__name__ + ".train", importlib.import_module(".trainer", __name__))
 
 # name -> (module, attribute or None for the module itself)
 _LAZY = {
