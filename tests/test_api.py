@@ -86,7 +86,7 @@ def test_resume_accepts_a_checkpoint_older_than_a_recipe_field():
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import tinysr
-    loop = sys.modules["tinysr.train"]          # the Trainer's module (tinysr.train is the function)
+    import tinysr.trainer as loop
     out, data, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     save = loop.Trainer.save_checkpoint
 

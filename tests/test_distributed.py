@@ -242,7 +242,7 @@ def test_not_under_mpiexec_means_no_mpi(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert distributed.launched_ranks() == 1
     assert distributed.from_environment() is None
-    code = ("import sys, tinysr, tinysr.api, tinysr.train, tinysr.distributed as d; "
+    code = ("import sys, tinysr, tinysr.api, tinysr.trainer, tinysr.distributed as d; "
             "assert d.from_environment() is None; assert 'mpi4py' not in sys.modules, 'mpi4py was imported'")
     env = {k: v for k, v in os.environ.items() if k not in distributed.SIZE_VARIABLES}
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
