@@ -366,7 +366,7 @@ def test_evaluate_border_zeros_runs_the_network_on_the_image_alone(small_data):
     rep = tinysr.evaluate(net, test, scale=3, ssim=False)
     # by hand: the bicubic input straight through the network (its own zero padding), clipped, 8-bit, shaved
     from tinysr.metrics import psnr
-    (name, hr), = api._dataset_items(test)[1]
+    (name, hr), = datasets.named_images(test)[1]
     net_in, ref = api._prepare_eval(hr, 3, "bicubic-y")
     with tinysr.no_grad():
         out = net(tinysr.tensor(net_in.astype(np.float32))).data[0, 0]

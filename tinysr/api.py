@@ -183,12 +183,6 @@ def _run_eval(model, items, scale, *, tile=None, self_ensemble=False, with_ssim=
     return rep
 
 
-def _dataset_items(dataset, split=None):
-    """``(label, [(name, uint8 HR)])``: :func:`tinysr.data.datasets.named_images`."""
-    from .data.datasets import named_images
-    return named_images(dataset, split)
-
-
 def _check_eval_size(hr, scale, name):
     """An HR test image must survive modcrop, the shave of ``scale`` px and SSIM's 11x11 window."""
     from .data.io import check_size
@@ -248,13 +242,14 @@ def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=No
     Print it with :func:`tinysr.metrics.format_report`.
     """
     from . import metrics
+    from .data.datasets import named_images
     scale, tile = options.check("scale", scale), options.check("tile", tile)
     if tile in ("auto", "off"):
         tile = None          # test images are small: one pass
     if isinstance(model, str) and model.lower() == "bicubic":
         if scale is None:
             raise ValueError("pass scale= to evaluate bicubic")
-        label, items = _dataset_items(dataset, split)
+        label, items = named_images(dataset, split)
         items = [(n, _check_eval_size(hr, int(scale), n)) for n, hr in items]
         rep = metrics.evaluate_bicubic(items, int(scale))
         rep["dataset"] = label
@@ -265,7 +260,7 @@ def evaluate(model, dataset="Set5", scale=None, self_ensemble=False, *, split=No
         method = getattr(model, "tinysr_meta", {}).get("label", method)
     scale = _check_scale(model, scale)
     conv = _convention(model)
-    label, images = _dataset_items(dataset, split)
+    label, images = named_images(dataset, split)
     items = [(name, *_prepare_eval(_check_eval_size(hr, scale, name), scale, conv)) for name, hr in images]
     return _run_eval(model, items, scale, tile=tile, self_ensemble=self_ensemble, with_ssim=ssim,
                      method=method + (" +self-ensemble" if self_ensemble else ""), dataset=label, device=device,
@@ -751,6 +746,7 @@ def _patch_for(recipe, scale, override, name, recipe_name):
 
 
 def _load_training_images(data, scale, min_side, log):
+    from .data.datasets import named_images
     from .data import datasets
     names = [data] if isinstance(data, (str, os.PathLike, np.ndarray)) else list(data)
     images = []
@@ -759,7 +755,7 @@ def _load_training_images(data, scale, min_side, log):
             images.append(d)
             continue
         if isinstance(d, os.PathLike) or (isinstance(d, str) and Path(d).is_dir() and d not in datasets.REGISTRY):
-            images.extend(im for _, im in _dataset_items(d)[1])
+            images.extend(im for _, im in named_images(d)[1])
             continue
         split = "train" if str(d).lower() == "builtin" else None
         images.extend(datasets.load(d, split=split))
@@ -989,6 +985,7 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     last checkpoint too: run the same call again to resume.  Every numeric argument is checked first
     (:mod:`tinysr.options`): a wrong one is refused in one sentence before anything is read or written.
     """
+    from .data.datasets import named_images
     from .models.registry import build, get_spec
     from .nn import Module, init
     from .trainer import Trainer
@@ -1109,7 +1106,7 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
 
     evaluate_fn, eval_items = None, None
     if eval_data is not None:
-        label, eval_images = _dataset_items(eval_data)
+        label, eval_images = named_images(eval_data)
         eval_items = {s: [(n, *_prepare_eval(_check_eval_size(hr, s, n), s, conv)) for n, hr in eval_images]
                       for s in scales}
 
