@@ -1177,7 +1177,7 @@ def _resume(trainer, out_dir, meta, opt, schedule, iterations, log):
     old = loaded[2]
     changes = _check_same_run(latest, old, meta)
     fresh_lrs = [g["initial_lr"] for g in opt.param_groups]
-    resumed = trainer.resume(latest)
+    resumed = trainer.resume(latest, loaded)
     log(f"==> resuming from {resumed} at step {trainer.step} of {iterations}")
     if changes:
         if "lr" in changes:

@@ -131,11 +131,12 @@ class Trainer:
         self._check_updated_state()
         return checkpoint.save_step(self.out_dir, self.step, self.model, self.optimizer, self._meta())
 
-    def resume(self, path=None):
+    def resume(self, path=None, loaded=None):
         """Load ``path``, or else the newest checkpoint in ``out_dir`` that reads back completely (a newer,
-        damaged one is skipped and named in the log); returns the path loaded, or None."""
+        damaged one is skipped and named in the log); returns the path loaded, or None.  ``loaded`` is
+        ``checkpoint.load(path)`` when the caller has already read it (the file is not read again)."""
         if path is not None:
-            loaded = checkpoint.load(path)
+            loaded = loaded if loaded is not None else checkpoint.load(path)
         elif self.out_dir is not None:
             path, loaded, skipped = checkpoint.newest_valid(self.out_dir)
             for bad, why in skipped:
