@@ -1,0 +1,107 @@
+"""What the lessons measure and print beside their networks: activation memory, the papers' numbers.
+
+* :func:`graph_memory` -- how many bytes the autograd graph behind a tensor keeps for backward, by
+  operation type.  This is the *activation memory* of a training step: it is held from the end of the
+  forward pass until backward has used it, on top of the weights.  Lesson 9 uses it to measure what
+  BatchNorm costs (EDSR's reason to remove it).
+* :func:`paper_table` -- the published Y-PSNR / SSIM table (``reference/paper_psnr.json`` in the
+  shared folder beside the checkout) with its provenance file, so that every lesson looks a method
+  up the same way and marks a *recalled* (not re-checked) number with ``*``.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["graph_memory", "PaperTable", "paper_table"]
+
+
+def _arrays(value):
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _arrays(item)
+
+
+def _owner(a):
+    """The array that owns ``a``'s memory: a view (a slice, a reshape) shares its base's bytes."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def graph_memory(out, model=None):
+    """Bytes that the autograd graph behind the Tensor ``out`` keeps for backward, by operation type.
+
+    Walks every Function from ``out.creator`` back to the leaves and adds up the NumPy arrays each one
+    holds as attributes (``saved``, a ReLU's output ``y`` ...).  An array is counted once, under the
+    first Function (from the output) that holds it, however many Functions share it, and a view
+    counts as the array that owns the memory.  ``model``'s parameters and buffers are left out: they
+    exist whether or not a graph does.  Returns ``{"Conv2d": bytes, "BatchNorm": bytes, ...}``.
+
+    A convolution keeps its input (the weight gradient is input x output-gradient), a ReLU its
+    output, BatchNorm its normalised output; a product ``r * 0.1`` keeps only the factor that the
+    gradient of ``r`` needs, the constant.  So an EDSR block (conv-ReLU-conv) holds two feature maps,
+    an SRResNet block with BatchNorm four.
+    """
+    skip = set()
+    if model is not None:
+        skip = {id(_owner(p.data)) for p in model.parameters()}
+        skip |= {id(_owner(b)) for _, b in model.named_buffers()}
+    counted, visited, by_op, stack = set(), set(), {}, [out.creator]
+    while stack:
+        f = stack.pop()
+        if f is None or id(f) in visited:
+            continue
+        visited.add(id(f))
+        for value in vars(f).values():
+            for a in _arrays(value):
+                r = _owner(a)
+                if id(r) not in skip and id(r) not in counted:
+                    counted.add(id(r))
+                    by_op[type(f).__name__] = by_op.get(type(f).__name__, 0) + r.nbytes
+        stack += [getattr(i, "creator", None) for i in f.inputs]
+    return by_op
+
+
+class PaperTable:
+    """The published results: ``table[method][dataset]["x<scale>"] = [psnr, ssim]`` and the provenance
+    ``meta[method]["recalled_cells"]`` (``"all"``, ``"Set5.x3"``, ``"Set5.*"``): numbers recalled from
+    secondary sources rather than checked against the paper.  Empty (false) when the file was not found.
+    """
+
+    def __init__(self, table=None, meta=None, source=None):
+        self.table, self.meta, self.source = table or {}, meta or {}, source
+
+    def __bool__(self):
+        return bool(self.table)
+
+    def value(self, method, dataset, scale):
+        """The published PSNR in dB, or None when the table has no such cell."""
+        cell = (self.table.get(method, {}).get(dataset) or {}).get(f"x{scale}")
+        return None if not cell or cell[0] is None else float(cell[0])
+
+    def recalled(self, method, dataset, scale):
+        """True when the provenance file calls this cell recalled, not verified."""
+        marks = set(self.meta.get(method, {}).get("recalled_cells", []))
+        return bool({"all", f"{dataset}.x{scale}", f"{dataset}.*"} & marks)
+
+    def cell(self, method, dataset, scale):
+        """The PSNR as a table prints it: ``"34.37"``, ``"34.37*"`` when recalled, ``"-"`` when absent."""
+        v = self.value(method, dataset, scale)
+        if v is None:
+            return "-"
+        return f"{v:.2f}" + ("*" if self.recalled(method, dataset, scale) else "")
+
+
+def paper_table(shared_dir):
+    """Read ``<shared_dir>/reference/paper_psnr.json`` (and ``paper_psnr_meta.json`` beside it) into a
+    :class:`PaperTable`; an empty one when ``shared_dir`` is None or the file is not there.
+    ``shared_dir`` is :attr:`tinysr.lesson.LessonSetup.shared_dir`."""
+    path = Path(shared_dir) / "reference" / "paper_psnr.json" if shared_dir else None
+    if path is None or not path.is_file():
+        return PaperTable()
+    meta_path = path.with_name("paper_psnr_meta.json")
+    meta = json.loads(meta_path.read_text())["methods"] if meta_path.is_file() else {}
+    return PaperTable(json.loads(path.read_text()), meta, source=path)
