@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LessonSetup", "setup", "repo_root", "relative", "centre_crop"]
+__all__ = ["LessonSetup", "setup", "repo_root", "relative", "centre_crop", "available"]
 
 
 def repo_root():
@@ -59,7 +59,9 @@ def _shared_folder(data_dir):
     return parent if (parent / "reference").is_dir() or (parent / "reference-weights").is_dir() else None
 
 
-def _available(name):
+def available(name):
+    """True when the data set ``name`` (``"Set14"``, ``"BSD200"`` ...) is found without downloading
+    (in ``$TINYSR_DATA`` or the cache); ``"builtin"`` always is."""
     from .data.datasets import DatasetError, resolve
     try:
         resolve(name, download=False)
@@ -127,8 +129,8 @@ def setup(lesson, *, train="T91", test="Set5", quick=None, verbose=True):
         folder = None
     out_dir = os.path.join(tempfile.mkdtemp(), lesson) if quick else os.path.join("runs", lesson)
     s = LessonSetup(quick=bool(quick), data_dir=folder,
-                    train_data=train if _available(train) else "builtin",
-                    test_data=test if _available(test) else "builtin", out_dir=out_dir,
+                    train_data=train if available(train) else "builtin",
+                    test_data=test if available(test) else "builtin", out_dir=out_dir,
                     shared_dir=_shared_folder(folder))
     if verbose:
         print(s)
