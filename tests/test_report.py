@@ -56,3 +56,19 @@ def test_paper_table_looks_cells_up_and_marks_recalled_ones(tmp_path):
     assert t.value("VDSR", "Set14", 3) is None and t.value("SRCNN", "Set5", 3) is None
     assert t.cell("VDSR", "Set5", 3) == "33.66" and t.cell("DRCN", "Set5", 3) == "33.82*"
     assert t.cell("VDSR", "Set5", 2) == "-" and not t.recalled("VDSR", "Set5", 3)
+
+
+def test_format_psnr_table_puts_ours_beside_the_paper(tmp_path):
+    from tinysr.report import format_psnr_table
+    paper = PaperTable({"VDSR": {"Set5": {"x2": [37.53, 0.95], "x3": [33.66, 0.92]}}},
+                       {"VDSR": {"recalled_cells": ["Set5.x2"]}})
+    rows = {"Bicubic here": ({3: 30.391}, None), "VDSR": ({2: 37.0, 3: 33.5}, "VDSR"), "nothing": ({}, None)}
+    lines = format_psnr_table(rows, paper, "Set5", (2, 3), width=14).split("\n")
+    assert lines[0] == "method" + " " * 8 + "   ours x2   ours x3  paper x2  paper x3"
+    assert lines[1] == "Bicubic here" + "  " + "         -     30.39"
+    assert lines[2] == "VDSR" + " " * 10 + "     37.00     33.50    37.53*     33.66"
+    assert lines[3] == "nothing" + " " * 7 + "         -         -"
+    assert lines[4].startswith("* recalled")
+    alone = format_psnr_table(rows, PaperTable(), "Set5", (2, 3), our_scales=(3,), width=14).split("\n")
+    assert alone == ["method" + " " * 8 + "   ours x3", "Bicubic here" + "       30.39", "VDSR" + " " * 10 + "     33.50"]
+    assert paper.psnr_ssim("VDSR", "Set5", 3) == (33.66, 0.92) and paper.psnr_ssim("VDSR", "Set5", 4) is None

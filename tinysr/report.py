@@ -6,14 +6,15 @@
   BatchNorm costs (EDSR's reason to remove it).
 * :func:`paper_table` -- the published Y-PSNR / SSIM table (``reference/paper_psnr.json`` in the
   shared folder beside the checkout) with its provenance file, so that every lesson looks a method
-  up the same way and marks a *recalled* (not re-checked) number with ``*``.
+  up the same way and marks a *recalled* (not re-checked) number with ``*``;
+  :func:`format_psnr_table` prints what a lesson measured beside it, one row per method.
 """
 import json
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["graph_memory", "PaperTable", "paper_table"]
+__all__ = ["graph_memory", "PaperTable", "paper_table", "format_psnr_table"]
 
 
 def _arrays(value):
@@ -82,6 +83,11 @@ class PaperTable:
         cell = (self.table.get(method, {}).get(dataset) or {}).get(f"x{scale}")
         return None if not cell or cell[0] is None else float(cell[0])
 
+    def psnr_ssim(self, method, dataset, scale):
+        """``(psnr, ssim)`` as published (ssim may be None), or None when the table has no PSNR there."""
+        cell = (self.table.get(method, {}).get(dataset) or {}).get(f"x{scale}")
+        return None if not cell or cell[0] is None else (cell[0], cell[1] if len(cell) > 1 else None)
+
     def recalled(self, method, dataset, scale):
         """True when the provenance file calls this cell recalled, not verified."""
         marks = set(self.meta.get(method, {}).get("recalled_cells", []))
@@ -105,3 +111,29 @@ def paper_table(shared_dir):
     meta_path = path.with_name("paper_psnr_meta.json")
     meta = json.loads(meta_path.read_text())["methods"] if meta_path.is_file() else {}
     return PaperTable(json.loads(path.read_text()), meta, source=path)
+
+
+def format_psnr_table(rows, paper, dataset, scales, *, our_scales=None, width=40):
+    """A fixed-width text table of PSNRs: ours beside the paper's, one row per method.
+
+    ``rows``: ``{row label: ({scale: our PSNR}, method name in the paper table or None)}``, in the
+    order to print.  ``paper``: a :class:`PaperTable` (an empty one prints our columns only; a row
+    with no numbers of ours is then left out).  Columns: ``ours x<s>`` for each of ``our_scales``
+    (default ``scales``), then ``paper x<s>`` for each of ``scales`` on ``dataset``; ``"-"`` where a
+    number is missing, ``*`` after a recalled paper number, explained in a last line.  ``width``: of
+    the label column.  Returns the table as one string (no trailing newline).
+    """
+    our_scales = scales if our_scales is None else our_scales
+    lines = [f"{'method':<{width}}" + "".join(f"{'ours x' + str(s):>10}" for s in our_scales)
+             + ("".join(f"{'paper x' + str(s):>10}" for s in scales) if paper else "")]
+    for label, (ours, method) in rows.items():
+        if not ours and not paper:
+            continue
+        line = f"{label:<{width}}" + "".join(f"{ours[s]:>10.2f}" if ours.get(s) is not None else f"{'-':>10}"
+                                             for s in our_scales)
+        if paper and method:
+            line += "".join(f"{paper.cell(method, dataset, s):>10}" for s in scales)
+        lines.append(line)
+    if paper:
+        lines.append("* recalled, not verified against the paper (see paper_psnr_meta.json)")
+    return "\n".join(lines)
