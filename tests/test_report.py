@@ -72,3 +72,24 @@ def test_format_psnr_table_puts_ours_beside_the_paper(tmp_path):
     alone = format_psnr_table(rows, PaperTable(), "Set5", (2, 3), our_scales=(3,), width=14).split("\n")
     assert alone == ["method" + " " * 8 + "   ours x3", "Bicubic here" + "       30.39", "VDSR" + " " * 10 + "     33.50"]
     assert paper.psnr_ssim("VDSR", "Set5", 3) == (33.66, 0.92) and paper.psnr_ssim("VDSR", "Set5", 4) is None
+
+
+def test_weight_layers_to_output_counts_the_shortest_path_and_skips_shorten_it():
+    from tinysr.report import weight_layers_to_output
+
+    class Stack(nn.Module):
+        def __init__(self, skip):
+            super().__init__()
+            self.skip = skip
+            self.c1, self.c2, self.c3 = (nn.Conv2d(1, 1, 3, padding=1) for _ in range(3))
+
+        def forward(self, x):
+            h = F.relu(self.c1(x))
+            y = self.c3(F.relu(self.c2(h)))
+            return y + h if self.skip else y
+
+    x = np.random.default_rng(0).random((1, 1, 6, 6)).astype(np.float32)
+    plain, skipped = Stack(False), Stack(True)
+    assert weight_layers_to_output(plain, x) == {"c1": 3, "c2": 2, "c3": 1}
+    assert weight_layers_to_output(skipped, x) == {"c1": 1, "c2": 2, "c3": 1}
+    assert "forward" not in vars(plain.c1)                      # the recording wrappers are gone

@@ -4,6 +4,9 @@
   operation type.  This is the *activation memory* of a training step: it is held from the end of the
   forward pass until backward has used it, on top of the weights.  Lesson 9 uses it to measure what
   BatchNorm costs (EDSR's reason to remove it).
+* :func:`weight_layers_to_output` -- for every weight layer, the fewest weight layers between its output
+  and the network's output: how far the loss is from it.  Skip connections shorten these paths, which
+  is why RED30's encoder trains (lesson 5).
 * :func:`paper_table` -- the published Y-PSNR / SSIM table (``reference/paper_psnr.json`` in the
   shared folder beside the checkout) with its provenance file, so that every lesson looks a method
   up the same way and marks a *recalled* (not re-checked) number with ``*``;
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["graph_memory", "PaperTable", "paper_table", "format_psnr_table"]
+__all__ = ["graph_memory", "weight_layers_to_output", "PaperTable", "paper_table", "format_psnr_table"]
 
 
 def _arrays(value):
@@ -64,6 +67,53 @@ def graph_memory(out, model=None):
                     by_op[type(f).__name__] = by_op.get(type(f).__name__, 0) + r.nbytes
         stack += [getattr(i, "creator", None) for i in f.inputs]
     return by_op
+
+
+def weight_layers_to_output(model, x):
+    """``{layer name: n}``: the fewest weight layers on a path from that layer's output to ``model``'s
+    output, the layer itself included (so the last layer has 1).
+
+    A *weight layer* is a leaf module with parameters (``Conv2d``, ``ConvTranspose2d`` ...).  One
+    forward pass of the array ``x`` (N, C, H, W) is recorded, with every weight layer's ``forward``
+    wrapped to note which Function made its output; then a breadth-first walk from the output back
+    through the autograd graph counts 1 for each Function that a weight layer made and 0 for the rest
+    (ReLU, additions).  In a plain stack of L layers the first layer has L; a skip connection that adds
+    its output near the end gives it a short path, which is what lets gradients reach it undiminished.
+    """
+    from .autograd import Tensor, enable_grad
+    layers = [(n, m) for n, m in model.named_modules() if n and not list(m.children()) and list(m.parameters())]
+    made_by = {}
+
+    def recorder(name, m):
+        def recorded(*args, **kwargs):
+            y = type(m).forward(m, *args, **kwargs)
+            made_by[id(y.creator)] = name
+            return y
+        return recorded
+
+    for name, m in layers:
+        m.forward = recorder(name, m)          # an instance attribute shadows the class's forward
+    try:
+        with enable_grad():
+            out = model(Tensor(np.asarray(x), requires_grad=True))
+    finally:
+        for _, m in layers:
+            del m.forward
+    top = out.creator
+    dist, frontier = {id(top): 1 if id(top) in made_by else 0}, [top]
+    while frontier:
+        following = []
+        for f in frontier:
+            for i in getattr(f, "inputs", ()):
+                g = getattr(i, "creator", None)
+                if g is None:
+                    continue
+                d = dist[id(f)] + (1 if id(g) in made_by else 0)
+                if d < dist.get(id(g), float("inf")):
+                    dist[id(g)] = d
+                    following.append(g)
+        frontier = following
+    return {made_by[k]: v for k, v in dist.items() if k in made_by}
 
 
 class PaperTable:
