@@ -70,3 +70,35 @@ def test_shared_dir_is_the_data_folders_parent_when_it_holds_the_references(monk
     assert lesson.setup("t", quick=True, verbose=False).shared_dir is None
     (tmp_path / "reference").mkdir()
     assert lesson.setup("t", quick=True, verbose=False).shared_dir == tmp_path.resolve()
+
+
+LESSONS = sorted((lesson.repo_root() / "lessons").glob("*.ipynb"))
+
+
+def _code_cells(path):
+    import json
+    cells = json.loads(path.read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def test_every_lesson_starts_with_the_shared_setup():
+    """The first code cell of each notebook calls tinysr.lesson.setup; no notebook finds the data itself."""
+    assert len(LESSONS) >= 12
+    for path in LESSONS:
+        cells = _code_cells(path)
+        assert "from tinysr.lesson import setup" in cells[0] and "S = setup(" in cells[0], path.name
+        source = "\n".join(cells)
+        assert "TINYSR_DATA" not in source and 'environ.get("TINYSR_QUICK"' not in source, path.name
+
+
+def test_lesson_cells_are_short_and_reach_only_public_names():
+    """A reader sees one idea per cell (25 lines at most), and no lesson leans on a name the library keeps
+    private (``_name``): what a lesson needs, the library offers publicly."""
+    import re
+    private = re.compile(r"import _|\b_[a-z]\w* import|import .*\b_[a-z]|\._[a-z]")
+    for path in LESSONS:
+        for k, source in enumerate(_code_cells(path)):
+            lines = source.rstrip("\n").split("\n")
+            assert len(lines) <= 25, f"{path.name}, code cell {k + 1}: {len(lines)} lines"
+            bad = [line for line in lines if private.search(line)]
+            assert not bad, f"{path.name}, code cell {k + 1}: {bad}"
