@@ -223,3 +223,19 @@ def test_conv_with_a_frozen_weight_gives_the_same_input_gradient_and_no_weight_g
     np.testing.assert_allclose(grads[1][0], grads[0][0], rtol=1e-5)
     np.testing.assert_allclose(grads[1][2], grads[0][2], rtol=1e-5)
     assert grads[1][1] is None and grads[0][1] is not None
+
+
+def test_topological_order_puts_each_function_before_the_ones_that_fed_it():
+    from tinysr.autograd import topological_order
+    x = tinysr.tensor([2.0], requires_grad=True)
+    a = x * x
+    b = a + x
+    y = a * b                                      # a feeds both b and y: a's creator must come after both
+    order = topological_order(y.creator)
+    assert [type(f).__name__ for f in order] == ["Mul", "Add", "Mul"]
+    index = {id(f): k for k, f in enumerate(order)}
+    for f in order:
+        for i in f.inputs:
+            if i.creator is not None:
+                assert index[id(i.creator)] > index[id(f)]
+    assert order[0] is y.creator and order[-1] is a.creator

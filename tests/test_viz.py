@@ -112,3 +112,22 @@ def test_inner_skip_connections_are_read_from_the_graph():
     assert "x24" in [t.get_text() for t in drrn.axes[0].texts]
     # a plain stack has none
     assert _gids(draw_architecture(build("srcnn", scale=3)), "skip:") == []
+
+
+def test_draw_graph_numbers_functions_in_backwards_order_and_draws_each_leaf_once():
+    import tinysr
+    from tinysr.autograd import topological_order
+    from tinysr.viz import draw_graph
+    x = tinysr.tensor([3.0], requires_grad=True)
+    x.name = "x"
+    a = x * x
+    y = a * x + a                                  # x is read twice, a twice
+    fig = draw_graph(y, labels={"Mul": "a"})
+    texts = fig.axes[0].texts
+    numbered = sorted((t.get_gid(), t.get_text()) for t in texts if (t.get_gid() or "").startswith("function:"))
+    assert [t for _, t in numbered] == [f"{k + 1}. {type(f).__name__}"
+                                        for k, f in enumerate(topological_order(y.creator))]
+    assert [t.get_text() for t in texts if t.get_gid() == "leaf"] == ["x"]
+    arrows = [t for t in texts if getattr(t, "arrow_patch", None) is not None]
+    assert len(arrows) == 7        # x->Mul1 (twice: x * x), x->Mul2, Mul1->Mul2, Mul1->Add, Mul2->Add, Add->y
+    assert [t.get_text() for t in texts if t.get_text() == "a"] == ["a"] * 3   # both Muls are labelled "a"

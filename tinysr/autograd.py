@@ -193,7 +193,7 @@ class Tensor:
 
         # Gradients flowing into each (function, output index), freed as soon as that function has run.
         grads = {(id(self.creator), self.output_index): grad}
-        for f in _topological_order(self.creator):  # every function before the ones that fed it
+        for f in topological_order(self.creator):  # every function before the ones that fed it
             if getattr(f, "released", False):
                 raise RuntimeError(f"backward through {type(f).__name__} a second time: its saved values were "
                                    "freed by the first backward; pass retain_graph=True to the first call")
@@ -307,9 +307,17 @@ def _wrap(value, like):
     return Tensor(_as_array(value, like.data))
 
 
-def _topological_order(root):
-    """Functions reachable from ``root`` through their inputs' creators, each before every function
-    that produced one of its inputs (reverse post-order of a depth-first search)."""
+def topological_order(root):
+    """The order in which :meth:`Tensor.backward` visits the graph behind the Function ``root``.
+
+    Returns a list of the Functions reachable from ``root`` through their inputs' creators (only
+    inputs that require a gradient), ``root`` first and each Function before every Function that
+    produced one of its inputs: a *reverse topological order*.  When backward reaches a Function in
+    this order, every gradient flowing into its outputs has already arrived and been summed.  It is
+    the reverse post-order of a depth-first search, done with an explicit stack because DRCN's and
+    DRRN's graphs are deeper than Python's recursion limit.  ``topological_order(y.creator)`` for
+    ``y = Square()(x) * x`` is ``[Mul, Square]``.
+    """
     order, seen = [], set()
     stack = [(root, False)]
     while stack:  # iterative DFS: DRCN/DRRN graphs are deep enough to overflow recursion
