@@ -254,6 +254,10 @@ class Trainer:
         run's; returns the ``may_change`` entries that differ, as ``{key: {"from": old, "to": new}}``."""
         def norm(v):      # as JSON keeps it: a tuple given now equals the list read back
             return json.loads(json.dumps(v, sort_keys=True, default=str))
+        missing = [k for k in ("seed", *self.same_run) if k not in old]
+        if missing:
+            raise ValueError(f"{path} does not record {', '.join(missing)}, so it cannot be told to be this run's (it "
+                             "was written by another kind of run or another tinysr version); choose another out_dir")
         if old.get("seed") != self.seed:
             raise ValueError(f"{path} was written with seed {old.get('seed')} but this run uses seed {self.seed}; "
                              "use another out_dir, or the same seed to continue it")
