@@ -240,7 +240,7 @@ def test_resume_checks_the_runs_settings_and_records_what_may_change(tmp_path):
                  same_run=("patch",), may_change=("lr",), log=lines.append)
     assert tr.begin(4).name == "step_0000002.npz" and tr.step == 2
     assert tr.history["changes"] == [{"step": 2, "lr": {"from": 0.1, "to": 0.05}}]
-    assert any("changed on resume" in m and "lr 0.1 -> 0.05" in m for m in lines)
+    assert any("written with lr 0.1; the run goes on with lr 0.05" in m for m in lines)
     with pytest.raises(ValueError, match="already holds checkpoints"):
         Trainer(model, sample, opt, out_dir=tmp_path, progress=False).begin(4, resume=False)
     with pytest.raises(TypeError, match="step= holds its own model"):

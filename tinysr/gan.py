@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import functional as F
-from . import nn, optim
+from . import nn, optim, options
 from .api import FAST_RECIPES, save_weights, training_sampler
 from .api import _load_training_images  # becomes fit.load_training_images
 from .autograd import Tensor, no_grad
@@ -187,17 +187,19 @@ class SRGANStep:
                         fake = Tensor(self.generator(x).data)
                 real_logits, fake_logits = self.discriminator(y), self.discriminator(fake)
                 d_loss = discriminator_loss(real_logits, fake_logits)
-                guard("discriminator loss", d_loss.item())
+                d_value = d_loss.item()
+                guard("discriminator loss", d_value)
                 self.opt_d.zero_grad()
                 d_loss.backward()
                 self.opt_d.step()
             g_loss, content, adversarial = self.generator_loss(sr, hr)
-            guard("generator loss", g_loss.item(), watched=True)
+            g_value = g_loss.item()
+            guard("generator loss", g_value, watched=True)
             self.opt_g.zero_grad()
             g_loss.backward()
             self.opt_g.step()
             self.opt_d.zero_grad()                   # D's gradients from the generator loss are not applied
-        return dict(d_loss=d_loss.item(), g_loss=g_loss.item(), content=content.item(),
+        return dict(d_loss=d_value, g_loss=g_value, content=content.item(),
                     adversarial=adversarial.item() if adversarial is not None else float("nan"),
                     d_real=_probability(real_logits), d_fake=_probability(fake_logits))
 
@@ -246,7 +248,6 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
     ``history``: per step ``step`` and the values :class:`SRGANStep` records, ``eval`` entries, the
     training ``seconds``, and ``changes`` when a resumed run changed its learning rates.
     """
-    from . import options
     options.check_all(iterations=iterations, batch_size=batch_size, patch_size=patch_size, lr=lr,
                       adv_weight=adv_weight, seed=seed, checkpoint_every=checkpoint_every,
                       eval_every=eval_every or None)

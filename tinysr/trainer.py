@@ -245,8 +245,10 @@ class Trainer:
             self.schedule.load_state_dict(meta["schedule"])
         if changes:
             self.history.setdefault("changes", []).append({"step": self.step, **changes})
-            self.log("==> changed on resume (recorded in history.json): " + "; ".join(
-                f"{k} {v['from']!r} -> {v['to']!r}" for k, v in changes.items()))
+            was = ", ".join(f"{k} {v['from']!r}" for k, v in changes.items())
+            now = ", ".join(f"{k} {v['to']!r}" for k, v in changes.items())
+            self.log(f"==> {Path(path).name} was written with {was}; the run goes on with {now} (recorded in "
+                     "history.json under 'changes')")
         return path
 
     def _check_same_run(self, path, old):
@@ -318,7 +320,7 @@ class Trainer:
         if math.isfinite(value) and not (watched and self._exploding(value)):
             return
         before = self.history[self.step_fn.watched]
-        median = f" (the median of the steps before was {self._reference():.4g})" if before else ""
+        median = f" (the median of the steps before was {self._reference():.4g})" if watched and before else ""
         raise TrainingDiverged(f"the {name} became {value:.4g} at step {self.step + 1}{median}; stopped before "
                                f"applying it and {self._kept()}. {self.step_fn.advice}.")
 
