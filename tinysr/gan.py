@@ -111,7 +111,7 @@ class _Both:
 
     def state_dict(self):
         sg, sd = self.g.state_dict(), self.d.state_dict()
-        n = len(self.g._params())
+        n = sum(len(group["params"]) for group in self.g.param_groups)
         return {"param_groups": {"g": sg["param_groups"], "d": sd["param_groups"], "split": n},
                 "state": {**sg["state"], **{i + n: v for i, v in sd["state"].items()}}}
 
