@@ -126,7 +126,7 @@ def ghost_batchnorm_reference(name, ranks=2):
             lo, hi = len(x) * r // ranks, len(x) * (r + 1) // ranks
             for m, (a, b) in zip(bns, start):
                 m.running_mean[...], m.running_var[...] = a, b
-            loss = tr.loss_fn(net(Tensor(x[lo:hi])), Tensor(y[lo:hi])) * ((hi - lo) / len(x))
+            loss = tr.step_fn.loss_fn(net(Tensor(x[lo:hi])), Tensor(y[lo:hi])) * ((hi - lo) / len(x))
             loss.backward()
             for acc, m in zip(after, bns):
                 acc[0] += m.running_mean / ranks

@@ -4,6 +4,8 @@ perceptual and adversarial losses against PyTorch, and a tiny alternating GAN ru
 ImageNet VGG-19 weights cannot be downloaded here, so every test writes a *randomly initialised*
 state dict in torchvision's layout with torch (the test-time reference) and checks tinysr against a
 plain torch.nn network built from the same weights."""
+import json
+
 import numpy as np
 import pytest
 
@@ -268,9 +270,96 @@ def test_killed_gan_run_resumes_to_the_same_networks(tmp_path):
     assert all(np.array_equal(v, loaded.state_dict()[k]) for k, v in again.generator.state_dict().items())
     # a changed setting is another run, not a continuation
     gen, sample = _tiny_setup()
-    with pytest.raises(ValueError, match="another SRGAN run.*adv_weight"):
+    with pytest.raises(ValueError, match="another run.*adv_weight"):
         train_srgan(gen, sample=sample, out_dir=tmp_path / "cut", log=lambda m: None, adv_weight=1e-2,
                     **{**kw, "iterations": 6})
+
+
+_TINY = dict(patch_size=8, batch_size=3, discriminator_kwargs={"base": 4, "dense": 8}, log=lambda m: None)
+
+
+def test_gan_run_resumed_equals_the_uninterrupted_run_and_keeps_the_trainers_records(tmp_path):
+    """6 steps in one go against 3 steps then a second call to 6: the same generator, discriminator and both
+    Adam states to the last bit; the Trainer's history.json and curves.png are written."""
+    gen, sample = _tiny_setup()
+    whole = train_srgan(gen, sample=sample, iterations=6, seed=4, out_dir=tmp_path / "whole", **_TINY)
+    gen, sample = _tiny_setup()
+    train_srgan(gen, sample=sample, iterations=3, seed=4, out_dir=tmp_path / "parts", **_TINY)
+    logs = []
+    gen, sample = _tiny_setup()
+    parts = train_srgan(gen, sample=sample, iterations=6, seed=4, out_dir=tmp_path / "parts",
+                        **{**_TINY, "log": logs.append})
+    assert any("resuming from" in m and "step 3 of 6" in m for m in logs)
+    for a, b in ((whole.generator, parts.generator), (whole.discriminator, parts.discriminator)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(np.array_equal(v, sb[k]) for k, v in sa.items())
+    from tinysr import checkpoint
+    (mw, ow, meta), (mp, op, _) = (checkpoint.load(d / "step_0000006.npz") for d in (tmp_path / "whole",
+                                                                                      tmp_path / "parts"))
+    assert {k.split(".")[0] for k in mw} == {"generator", "discriminator"}
+    assert all(np.array_equal(v, mp[k]) for k, v in mw.items())
+    assert ow["param_groups"] == op["param_groups"] and ow["state"].keys() == op["state"].keys()
+    assert len(ow["state"]) == len(list(whole.generator.parameters())) + len(list(whole.discriminator.parameters()))
+    assert all(np.array_equal(v, op["state"][i][k]) for i, s in ow["state"].items() for k, v in s.items()
+               if isinstance(v, np.ndarray))
+    assert meta["seed"] == 4 and meta["adv_weight"] == 1e-3 and "tinysr_version" in meta
+    assert parts.history["g_loss"] == whole.history["g_loss"]
+    saved = json.loads((tmp_path / "parts" / "history.json").read_text())
+    assert saved["step"] == list(range(1, 7)) and saved["g_loss"] == whole.history["g_loss"]
+    assert (tmp_path / "parts" / "curves.png").stat().st_size > 1000
+
+
+def _poisoned(sample, at, factor):
+    calls = {"n": 0}
+
+    def poisoned(rng):
+        calls["n"] += 1
+        lr, hr = sample(rng)
+        return (lr, hr * factor) if calls["n"] == at else (lr, hr)
+    return poisoned
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")      # the guard's sentence says it all
+@pytest.mark.parametrize("factor, says", [(np.nan, "discriminator loss became nan at step 2"),
+                                          (1e6, r"generator loss became .* at step 2 \(the median")])
+def test_gan_run_whose_loss_turns_nan_or_explodes_stops_at_step_2_without_a_checkpoint(tmp_path, factor, says):
+    from tinysr.trainer import TrainingDiverged
+    gen, sample = _tiny_setup()
+    with pytest.raises(TrainingDiverged, match=f"{says}.*no checkpoint was written.*Lower the learning rates"):
+        train_srgan(gen, sample=_poisoned(sample, 2, factor), iterations=5, seed=0, out_dir=tmp_path,
+                    checkpoint_every=4, **_TINY)
+    assert not list(tmp_path.glob("step_*.npz"))
+    assert json.loads((tmp_path / "history.json").read_text())["step"] == [1]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_gan_checkpoint_is_never_written_from_a_diverged_state(tmp_path):
+    """lr=1e30 for the generator: its first update wrecks it after a finite loss; the checkpoint due after
+    step 1 tests the updated networks first and is not written."""
+    from tinysr.trainer import TrainingDiverged
+    gen, sample = _tiny_setup()
+    with pytest.raises(TrainingDiverged, match="after step 1 .*no checkpoint is written"):
+        train_srgan(gen, sample=sample, iterations=3, seed=0, out_dir=tmp_path, checkpoint_every=1, lr=1e30,
+                    d_lr=1e-4, **_TINY)
+    assert not list(tmp_path.glob("step_*.npz"))
+
+
+def test_resumed_gan_run_may_lower_its_rates_and_records_it(tmp_path):
+    gen, sample = _tiny_setup()
+    train_srgan(gen, sample=sample, iterations=2, seed=0, out_dir=tmp_path, checkpoint_every=1, **_TINY)
+    stale = tmp_path / ".step_0000003.npz.x1y2z3.tmp"      # a run killed while writing its next checkpoint
+    stale.write_bytes(b"half")
+    logs = []
+    gen, sample = _tiny_setup()
+    res = train_srgan(gen, sample=sample, iterations=3, seed=0, out_dir=tmp_path, lr=5e-5,
+                      **{**_TINY, "log": logs.append})
+    assert not stale.exists() and any("removed" in m and stale.name in m for m in logs)
+    assert res.history["changes"] == [{"step": 2, "lr": {"from": 1e-4, "to": 5e-5},
+                                       "d_lr": {"from": 1e-4, "to": 5e-5}}]
+    from tinysr import checkpoint
+    groups = checkpoint.load(tmp_path / "step_0000003.npz")[1]["param_groups"]
+    assert groups["g"][0]["lr"] == groups["d"][0]["lr"] == 5e-5
+    assert json.loads((tmp_path / "history.json").read_text())["changes"] == res.history["changes"]
 
 
 def test_max_pool2d_ties_route_to_the_first_maximum():

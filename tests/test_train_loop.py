@@ -221,3 +221,27 @@ def test_each_evaluation_records_training_seconds_and_threads(tmp_path):
     seconds = [e["seconds"] for e in evals]
     assert all(s >= 0 for s in seconds) and seconds == sorted(seconds)
     assert all(isinstance(e["threads"], int) and e["threads"] >= 1 for e in evals)
+
+
+def test_resume_checks_the_runs_settings_and_records_what_may_change(tmp_path):
+    """``same_run`` entries must match the checkpoint's (one it lacks cannot be this run's); ``may_change``
+    entries that differ are logged and recorded under ``history["changes"]``."""
+    model, sample, opt = _toy()
+    Trainer(model, sample, opt, out_dir=tmp_path, checkpoint_every=2, progress=False,
+            meta={"patch": 8, "lr": 0.1}).run(2)
+    model, sample, opt = _toy()
+    with pytest.raises(ValueError, match=r"belongs to another run \(patch 8 there, 9 now\)"):
+        Trainer(model, sample, opt, out_dir=tmp_path, progress=False, meta={"patch": 9, "lr": 0.1},
+                same_run=("patch",)).resume()
+    with pytest.raises(ValueError, match="does not record scale"):
+        Trainer(model, sample, opt, out_dir=tmp_path, progress=False, meta={"patch": 8}, same_run=("scale",)).resume()
+    lines = []
+    tr = Trainer(model, sample, opt, out_dir=tmp_path, progress=False, meta={"patch": 8, "lr": 0.05},
+                 same_run=("patch",), may_change=("lr",), log=lines.append)
+    assert tr.begin(4).name == "step_0000002.npz" and tr.step == 2
+    assert tr.history["changes"] == [{"step": 2, "lr": {"from": 0.1, "to": 0.05}}]
+    assert any("written with lr 0.1; the run goes on with lr 0.05" in m for m in lines)
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        Trainer(model, sample, opt, out_dir=tmp_path, progress=False).begin(4, resume=False)
+    with pytest.raises(TypeError, match="step= holds its own model"):
+        Trainer(model, sample, opt, step=tr.step_fn)

@@ -18,26 +18,31 @@ VGG-19 ImageNet weights cannot be downloaded here: pass ``vgg=`` a user-supplied
 ``vgg19-dcbb9e9d.pth`` (see :func:`tinysr.models.vgg.load_vgg19`); without one the content loss is the
 pixel MSE and :func:`train_srgan` says so.
 
-One iteration (``d_steps=1`` as in the paper): sample a batch, ``SR = G(LR)``; one discriminator step
-on ``(HR, SR detached)``; one generator step on ``content(SR, HR) + w * adversarial(D(SR))``. Both
-optimisers are Adam (beta1 0.9), lr 1e-4 in the paper. The generator starts from a trained SRResNet
-(the paper: "we employed the trained MSE-based SRResNet network as initialization for the generator").
+One iteration (:class:`SRGANStep`, ``d_steps=1`` as in the paper): sample a batch, ``SR = G(LR)``; one
+discriminator step on ``(HR, SR detached)``; one generator step on ``content(SR, HR) + w *
+adversarial(D(SR))``. Both optimisers are Adam (beta1 0.9), lr 1e-4 in the paper. The generator starts
+from a trained SRResNet (the paper: "we employed the trained MSE-based SRResNet network as
+initialization for the generator").  The iteration is a step of :class:`tinysr.trainer.Trainer`, the
+loop every network trains in: checkpoints, exact resume, progress, history and the divergence guard
+are the Trainer's.
 """
 import copy
-import math
-import time
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checkpoint
 from . import functional as F
-from . import optim
+from . import nn, optim, options
+from .api import FAST_RECIPES, save_weights, training_sampler
+from .api import _load_training_images  # becomes fit.load_training_images
 from .autograd import Tensor, no_grad
-from .backend import to_device
+from .models.srresnet import SRGANDiscriminator
+from .models.vgg import VGG19_FILE
+from .trainer import Trainer
 
-__all__ = ["generator_adversarial_loss", "discriminator_loss", "train_srgan", "SRGANResult", "content_loss"]
+__all__ = ["generator_adversarial_loss", "discriminator_loss", "train_srgan", "SRGANResult", "SRGANStep",
+           "content_loss"]
 
 
 def generator_adversarial_loss(fake_logits):
@@ -87,47 +92,121 @@ class SRGANResult:
         return f"SRGANResult({n} steps, content: {self.content}, {self.seconds:.0f} s)"
 
 
-def _check_finite(values, step):
-    from .trainer import TrainingDiverged
-    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-    if bad:
-        raise TrainingDiverged(f"SRGAN training: {', '.join(bad)} became non-finite at step {step}; lower the "
-                               "learning rates or the adversarial weight and start again.")
+class GeneratorAndDiscriminator(nn.Module):
+    """SRGAN's two networks as one Module: a checkpoint holds both (``generator.*``, ``discriminator.*``)
+    and the Trainer's divergence guard checks every parameter of both."""
+
+    def __init__(self, generator, discriminator):
+        super().__init__()
+        self.generator, self.discriminator = generator, discriminator
 
 
 class _Both:
-    """The generator's and the discriminator's Adam as one optimiser for a checkpoint (state arrays of the
-    second are numbered after the first's parameters)."""
+    """The generator's and the discriminator's Adam as one optimiser state for a checkpoint (the second's
+    state arrays are numbered after the first's parameters).  Loading keeps the learning rates this run
+    was given: a resumed run may lower them, and the Trainer records the change."""
 
     def __init__(self, g, d):
         self.g, self.d = g, d
 
     def state_dict(self):
         sg, sd = self.g.state_dict(), self.d.state_dict()
-        n = len(self.g._params())
+        n = sum(len(group["params"]) for group in self.g.param_groups)
         return {"param_groups": {"g": sg["param_groups"], "d": sd["param_groups"], "split": n},
                 "state": {**sg["state"], **{i + n: v for i, v in sd["state"].items()}}}
 
     def load_state_dict(self, state):
+        rates = [[group["lr"] for group in opt.param_groups] for opt in (self.g, self.d)]
         groups, n = state["param_groups"], state["param_groups"]["split"]
         self.g.load_state_dict({"param_groups": groups["g"],
                                 "state": {i: v for i, v in state["state"].items() if int(i) < n}})
         self.d.load_state_dict({"param_groups": groups["d"],
                                 "state": {int(i) - n: v for i, v in state["state"].items() if int(i) >= n}})
+        for opt, lrs in zip((self.g, self.d), rates):
+            for group, lr in zip(opt.param_groups, lrs):
+                group["lr"] = lr
 
 
-def _pair(gen, disc):
-    from . import nn
-
-    class GeneratorAndDiscriminator(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.generator, self.discriminator = gen, disc
-    return GeneratorAndDiscriminator()
+def _probability(logits):
+    """The discriminator's mean probability that a batch is real, from its logits."""
+    return float(F.sigmoid(Tensor(logits.data)).data.mean())
 
 
-#: What makes a resumed SRGAN run the same run (the length may change).
-_SAME_RUN = ("scale", "batch_size", "patch_size", "lr", "d_lr", "adv_weight", "d_steps", "seed", "content")
+class SRGANStep:
+    """One SRGAN iteration (Ledig et al. 2017, Sec. 2.2) as a step of :class:`tinysr.trainer.Trainer`.
+
+    ``SR = G(LR)``; ``d_steps`` discriminator updates (the paper: 1; each further one draws a new batch)
+    on :func:`discriminator_loss` of ``(HR, SR detached)``; then one generator update on
+    ``content(SR, HR) + adv_weight * generator_adversarial_loss(D(SR))``, with D as just updated.
+    ``generator`` and ``discriminator`` (NCHW RGB in [0, 1]; D returns one logit per patch) are trained in
+    place with Adam each (``lr``, ``d_lr`` defaulting to ``lr``, ``betas``); ``content(sr, hr) -> Tensor``
+    is the content loss (:func:`content_loss`).
+
+    Per step it records ``d_loss``, ``g_loss`` (the total), ``content``, ``adversarial`` (NaN when
+    ``adv_weight`` is 0) and ``d_real`` / ``d_fake``, D's mean probability on the HR and on the SR
+    patches.  The divergence guard follows ``g_loss`` and stops at a non-finite ``d_loss`` too; a
+    checkpoint holds both networks (``model``) and both Adam states (``optimizer``).
+    """
+    keys = ("d_loss", "g_loss", "content", "adversarial", "d_real", "d_fake")
+    watched, schedule = "g_loss", None
+    advice = ("Lower the learning rates (--lr, or lr= and d_lr= in Python), then run the same command again: it "
+              "resumes from the last good checkpoint with the new rates")
+
+    def __init__(self, generator, discriminator, content, *, lr=1e-4, d_lr=None, betas=(0.9, 0.999),
+                 adv_weight=1e-3, d_steps=1):
+        self.generator, self.discriminator, self.content = generator, discriminator, content
+        self.adv_weight, self.d_steps = float(adv_weight), int(d_steps)
+        self.opt_g = optim.Adam(generator.parameters(), lr=lr, betas=betas)
+        self.opt_d = optim.Adam(discriminator.parameters(), lr=d_lr or lr, betas=betas)
+        self.model = GeneratorAndDiscriminator(generator, discriminator)
+        self.optimizer = _Both(self.opt_g, self.opt_d)
+
+    def generator_loss(self, sr, hr):
+        """``(total, content, adversarial)`` of the generator's output ``sr`` against ``hr`` (adversarial
+        None when its weight is 0, and then not computed)."""
+        content = self.content(sr, hr)
+        if not self.adv_weight:
+            return content, content, None
+        adversarial = generator_adversarial_loss(self.discriminator(sr))
+        return content + adversarial * self.adv_weight, content, adversarial
+
+    def loss(self, x, y, done):
+        """The generator's total loss of the current networks on one batch (the Trainer's checkpoint test)."""
+        return self.generator_loss(self.generator(x), y)[0].item()
+
+    def __call__(self, batch, guard, done):
+        # a diverging pass overflows; the guard's one sentence says so, NumPy's warnings would bury it
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k in range(self.d_steps):
+                x, y = batch()
+                if k == 0:
+                    sr, hr = self.generator(x), y     # kept, with its graph, for the generator update
+                    fake = Tensor(sr.data)            # detached: the D update must not train G
+                else:
+                    with no_grad():
+                        fake = Tensor(self.generator(x).data)
+                real_logits, fake_logits = self.discriminator(y), self.discriminator(fake)
+                d_loss = discriminator_loss(real_logits, fake_logits)
+                d_value = d_loss.item()
+                guard("discriminator loss", d_value)
+                self.opt_d.zero_grad()
+                d_loss.backward()
+                self.opt_d.step()
+            g_loss, content, adversarial = self.generator_loss(sr, hr)
+            g_value = g_loss.item()
+            guard("generator loss", g_value, watched=True)
+            self.opt_g.zero_grad()
+            g_loss.backward()
+            self.opt_g.step()
+            self.opt_d.zero_grad()                   # D's gradients from the generator loss are not applied
+        return dict(d_loss=d_value, g_loss=g_value, content=content.item(),
+                    adversarial=adversarial.item() if adversarial is not None else float("nan"),
+                    d_real=_probability(real_logits), d_fake=_probability(fake_logits))
+
+
+#: What makes a resumed SRGAN run the same run, beside the seed; the length may change, and the learning
+#: rates (``lr``, ``d_lr``: lowered after a divergence, recorded in the history's ``changes``).
+_SAME_RUN = ("scale", "batch_size", "patch_size", "adv_weight", "d_steps", "content")
 
 
 def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=None, iterations=100,
@@ -136,13 +215,14 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
                 evaluate=None, eval_every=0, seed=0, device="cpu", progress=False, log=print, on_step=None,
                 out_dir=None, checkpoint_every=100, resume=True):
     """Train SRGAN: ``generator`` (a trained SRResNet, copied unless ``copy_generator=False``) against a
-    discriminator, in alternating steps; returns an :class:`SRGANResult`.
+    discriminator, :class:`SRGANStep` by step in a :class:`tinysr.trainer.Trainer`; returns an
+    :class:`SRGANResult`.
 
     Parameters
     ----------
     generator : an ``lr-rgb`` network, normally a (trained) SRResNet; its weights are the starting point.
     sample : callable(rng) -> (lr, hr), NumPy float32 NCHW RGB batches in [0, 1]. Default: random crops
-        of ``data`` built by :func:`tinysr.api.training_sampler` (``patch_size`` LR pixels, flips).
+        of ``data`` (``patch_size`` LR pixels, flips), as :func:`tinysr.api.training_sampler` draws them.
     data : training images when ``sample`` is None: dataset names (``"T91"``, ``"builtin"``), folders or
         arrays, as :func:`tinysr.train` takes them.
     scale : the SR factor (default: ``generator.scale``).
@@ -150,174 +230,71 @@ def train_srgan(generator, *, sample=None, data=None, scale=None, discriminator=
         :class:`~tinysr.models.srresnet.SRGANDiscriminator` sized to ``patch_size * scale``, built with
         ``discriminator_kwargs`` such as ``{"base": 32, "dense": 256}`` for a reduced one).
     iterations, batch_size, patch_size : run length and batches.
-    lr, d_lr, betas : Adam for the generator and (``d_lr``, default ``lr``) the discriminator.
-    adv_weight : the adversarial term's weight (the paper: 1e-3); 0 trains the generator on content only.
+    lr, d_lr, betas, adv_weight, d_steps : the step's settings (see :class:`SRGANStep`; the paper: lr
+        1e-4 for both networks, ``adv_weight`` 1e-3, one D step per G step).
     vgg, vgg_layer : content loss (see :func:`content_loss`); None: pixel MSE, said in the log.
-    d_steps : discriminator steps per generator step (the paper: 1).
     evaluate, eval_every : ``evaluate(generator) -> dict`` every ``eval_every`` steps and at the end.
     seed : seeds the discriminator's initialisation and every batch.
-    out_dir, checkpoint_every, resume : with ``out_dir``, both networks, both optimisers, the batch
-        generator's state and the history are saved atomically every ``checkpoint_every`` steps and at
-        the end (the two newest kept), and a run finds the newest and continues from it -- a killed run
-        resumes and ends with the parameters of an uninterrupted one.  The finished generator is also
-        written as ``out_dir/generator.npz``, which :func:`tinysr.load` reads.
+    progress, log, on_step : a progress bar; where messages go; ``on_step(step, history)`` after each step.
+    out_dir, checkpoint_every, resume : as for :func:`tinysr.train`: with ``out_dir``, both networks, both
+        optimisers, the batch generator's state and the history are saved atomically every
+        ``checkpoint_every`` steps and at the end, with ``history.json`` and ``curves.png``, and a run
+        continues from the newest checkpoint of the same run (``resume=False`` refuses a folder that
+        holds one): a killed run ends with the parameters of an uninterrupted one.  A loss that turns
+        NaN or explodes stops the run (:class:`tinysr.trainer.TrainingDiverged`) and no checkpoint is
+        written from that state.  The finished generator is also ``out_dir/generator.npz``, which
+        :func:`tinysr.load` reads.
 
-    ``history``: per step ``step``, ``d_loss``, ``g_loss`` (total), ``content``, ``adversarial``,
-    ``d_real`` / ``d_fake`` (mean D probability on HR and on SR patches), and ``eval`` entries.
+    ``history``: per step ``step`` and the values :class:`SRGANStep` records, ``eval`` entries, the
+    training ``seconds``, and ``changes`` when a resumed run changed its learning rates.
     """
-    from . import nn, options
-    from .models.srresnet import SRGANDiscriminator
     options.check_all(iterations=iterations, batch_size=batch_size, patch_size=patch_size, lr=lr,
                       adv_weight=adv_weight, seed=seed, checkpoint_every=checkpoint_every,
                       eval_every=eval_every or None)
     scale = int(scale or getattr(generator, "scale"))
     gen = copy.deepcopy(generator) if copy_generator else generator
     gen.to(device)
-    if sample is None:
-        if data is None:
-            raise ValueError("train_srgan needs sample= (a batch function) or data= (training images)")
-        from .api import FAST_RECIPES, _load_training_images, training_sampler
-        images = _load_training_images(data, scale, patch_size * scale, lambda m: None)
-        sample, _ = training_sampler(gen, images, scale, recipe=FAST_RECIPES["srresnet"], recipe_name="fast",
-                                     patch_size=patch_size, batch_size=batch_size, log=lambda m: None)
-    hr_size = patch_size * scale
+    sample = sample or _random_crops(gen, data, scale, patch_size, batch_size)
     if discriminator is None:
         nn.init.seed(seed)
-        discriminator = SRGANDiscriminator(input_size=hr_size, **(discriminator_kwargs or {}))
+        discriminator = SRGANDiscriminator(input_size=patch_size * scale, **(discriminator_kwargs or {}))
     disc = discriminator.to(device)
     content_fn, content_desc = content_loss(vgg, vgg_layer)
     if isinstance(content_fn, nn.Module):
         content_fn.to(device)
-    if vgg is None:
-        log("SRGAN: no VGG-19 weights given, so the content loss is the pixel MSE (the paper's SRGAN-MSE) "
-            f"+ {adv_weight:g} x adversarial; pass vgg='path/to/{_vgg_file()}' for the VGG loss.")
-    else:
-        log(f"SRGAN: content loss = {content_desc}, + {adv_weight:g} x adversarial")
-
-    opt_g = optim.Adam(gen.parameters(), lr=lr, betas=betas)
-    opt_d = optim.Adam(disc.parameters(), lr=d_lr or lr, betas=betas)
-    rng = np.random.default_rng(seed)
-    keys = ("d_loss", "g_loss", "content", "adversarial", "d_real", "d_fake")
-    history = {"step": [], **{k: [] for k in keys}, "eval": []}
+    log(f"SRGAN: content loss = {content_desc}, + {adv_weight:g} x adversarial" if vgg is not None else
+        f"SRGAN: no VGG-19 weights given, so the content loss is the pixel MSE (the paper's SRGAN-MSE) + "
+        f"{adv_weight:g} x adversarial; pass vgg='path/to/{VGG19_FILE}' for the VGG loss.")
+    step = SRGANStep(gen, disc, content_fn, lr=lr, d_lr=d_lr, betas=betas, adv_weight=adv_weight, d_steps=d_steps)
     config = dict(scale=scale, iterations=iterations, batch_size=batch_size, patch_size=patch_size, lr=lr,
                   d_lr=d_lr or lr, adv_weight=adv_weight, d_steps=d_steps, seed=seed, content=content_desc)
-    start, seconds_before = 0, 0.0
-    both, pair = _Both(opt_g, opt_d), _pair(gen, disc)
+    trainer = Trainer(sample=sample, step=step, evaluate=evaluate and (lambda both: evaluate(gen)),
+                      eval_every=eval_every, checkpoint_every=checkpoint_every, out_dir=out_dir, seed=seed,
+                      meta=dict(config, generator=_describe_net(gen)), same_run=_SAME_RUN, may_change=("lr", "d_lr"),
+                      device=device, log=log, progress=progress)
+    trainer.begin(iterations, resume=resume)
+    trainer.run(iterations, on_step=on_step and (lambda t: on_step(t.step, t.history)))
+    info = _describe_net(gen)
     if out_dir is not None:
-        from pathlib import Path
-        out_dir = Path(out_dir)
-        found = checkpoint.latest(out_dir) if resume else None
-        if found is None and not resume and checkpoint.latest(out_dir) is not None:
-            raise ValueError(f"{out_dir} already holds SRGAN checkpoints and resume=False: choose another "
-                             "out_dir, or delete them to start over")
-        if found is not None:
-            state, opt_state, meta = checkpoint.load(found)
-            old = meta.get("config", {})
-            diff = [f"{k} {old.get(k)!r} there, {config[k]!r} now" for k in _SAME_RUN if old.get(k) != config[k]]
-            if diff:
-                raise ValueError(f"{found} belongs to another SRGAN run ({'; '.join(diff)}); choose another "
-                                 "out_dir, or repeat that run's settings to continue it")
-            pair.load_state_dict(state)
-            both.load_state_dict(opt_state)
-            start, history = int(meta["step"]), meta["history"]
-            rng.bit_generator.state = meta["rng_state"]
-            seconds_before = float(history.get("seconds", 0.0))
-            log(f"==> SRGAN: resuming from {found} at step {start} of {iterations}")
-        else:
-            log(f"==> SRGAN: starting fresh in {out_dir} ({iterations} steps)")
-    run_start = time.time()
-
-    def save(step):
-        history["seconds"] = seconds_before + time.time() - run_start
-        meta = dict(config=config, step=step, rng_state=rng.bit_generator.state, history=history,
-                    tinysr_version=__version__, generator=_describe_net(gen))
-        checkpoint.save_step(out_dir, step, pair, both, meta)
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=iterations, initial=start, desc="SRGAN", unit="step")
-
-    def prob(logits):
-        return float(F.sigmoid(Tensor(logits.data)).data.mean())
-
-    gen.train()
-    disc.train()
-    try:
-        for step in range(start + 1, iterations + 1):
-            # -- discriminator: real HR patches -> 1, the generator's current output -> 0
-            for k in range(d_steps):
-                lr_b, hr_b = sample(rng)
-                x, y = Tensor(to_device(lr_b, device)), Tensor(to_device(hr_b, device))
-                if k == 0:
-                    sr = gen(x)                      # kept (with its graph) for the generator step below
-                    x_g, y_g = x, y
-                    fake = Tensor(sr.data)           # detached: the D step must not train G
-                else:
-                    with no_grad():
-                        fake = Tensor(gen(x).data)
-                real_logits, fake_logits = disc(y), disc(fake)
-                d_loss = discriminator_loss(real_logits, fake_logits)
-                d_val = d_loss.item()
-                _check_finite({"discriminator loss": d_val}, step)
-                opt_d.zero_grad()
-                d_loss.backward()
-                opt_d.step()
-            d_real, d_fake = prob(real_logits), prob(fake_logits)
-
-            # -- generator: content + adv_weight * -log D(G(x)); D's gradients are discarded
-            c_loss = content_fn(sr, y_g)
-            if adv_weight:
-                adv = generator_adversarial_loss(disc(sr))
-                g_loss = c_loss + adv * float(adv_weight)
-                adv_val = adv.item()
-            else:
-                g_loss, adv_val = c_loss, float("nan")
-            g_val = g_loss.item()
-            _check_finite({"generator loss": g_val}, step)
-            opt_g.zero_grad()
-            g_loss.backward()
-            opt_g.step()
-            opt_d.zero_grad()
-
-            history["step"].append(step)
-            for k, v in zip(keys, (d_val, g_val, c_loss.item(), adv_val, d_real, d_fake)):
-                history[k].append(float(v))
-            if evaluate is not None and eval_every and (step % eval_every == 0 or step == iterations):
-                gen.eval()
-                history["eval"].append(dict(step=step, **evaluate(gen)))
-                gen.train()
-            if bar is not None:
-                bar.set_postfix({"D": f"{d_val:.3f}", "G": f"{g_val:.4f}"}, refresh=False)
-                bar.update(1)
-            if out_dir is not None and (step % checkpoint_every == 0 or step == iterations):
-                save(step)
-            if on_step is not None:
-                on_step(step, history)
-    finally:
-        if bar is not None:
-            bar.close()
-    gen.eval()
-    disc.eval()
-    seconds = seconds_before + time.time() - run_start
-    history["seconds"] = seconds
-    if out_dir is not None:
-        from .api import save_weights
-        info = _describe_net(gen)
-        save_weights(gen, out_dir / "generator.npz",
+        save_weights(gen, Path(out_dir) / "generator.npz",
                      meta=dict(info, recipe="srgan", srgan=config, step=iterations) if info else None)
-    return SRGANResult(gen, disc, history, content_desc, seconds, config)
+    return SRGANResult(gen, disc, trainer.history, content_desc, trainer.history["seconds"], config)
+
+
+def _random_crops(gen, data, scale, patch_size, batch_size):
+    """The default batches of :func:`train_srgan`: random crops of ``data`` with flips, as SRResNet's fast
+    recipe draws them."""
+    if data is None:
+        raise ValueError("train_srgan needs sample= (a batch function) or data= (training images)")
+    images = _load_training_images(data, scale, patch_size * scale, lambda m: None)
+    sample, _ = training_sampler(gen, images, scale, recipe=FAST_RECIPES["srresnet"], recipe_name="fast",
+                                 patch_size=patch_size, batch_size=batch_size, log=lambda m: None)
+    return sample
 
 
 def _describe_net(gen):
     """What rebuilds the generator (registry name, build arguments, scale), or None for a custom network."""
-    from .api import _build_kwargs_of, _registry_name_of
-    name = _registry_name_of(gen)
+    name = getattr(gen, "registry_name", None)
     if name is None:
         return None
-    return dict(model=name, model_kwargs=_build_kwargs_of(gen) or {}, scale=getattr(gen, "scale", None))
-
-
-def _vgg_file():
-    from .models.vgg import VGG19_FILE
-    return VGG19_FILE
+    return dict(model=name, model_kwargs=gen.build_arguments() or {}, scale=getattr(gen, "scale", None))
