@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import (RestrictedUnpickler, UnsafePickleError, WeightsFileError, _ModuleStub, read_mat,
+from .readers import (ModuleStub, RestrictedUnpickler, UnsafePickleError, WeightsFileError, read_mat,
                       read_mxnet_params, read_npz, read_torch_file, state_dict_of)
 from .registry import build
 
@@ -126,7 +126,7 @@ def read_weights(path, kind=None):
                                        f"{type(e).__name__}: {e}") from None
     elif suffix in (".pth", ".pt"):
         obj = read_torch_file(path, module_stubs=True, extra_classes={("vdsr", "Net"), ("vdsr", "Conv_ReLU_Block")})
-        if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], _ModuleStub):
+        if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], ModuleStub):
             try:
                 obj = state_dict_of(obj["model"])
             except ValueError as e:
@@ -474,8 +474,7 @@ def prepare_pair(hr, scale, protocol):
 
 
 def _run(model, inp):
-    from .. import no_grad
-    from ..autograd import Tensor
+    from ..autograd import Tensor, no_grad
     with no_grad():
         out = model(Tensor(inp[None, None].astype(np.float32)))
     return np.asarray(out.data[0, 0], dtype=np.float64)
