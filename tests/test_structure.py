@@ -311,7 +311,7 @@ def test_no_module_uses_another_modules_private_names():
             if shared or (name, target) in PRIVATE_IMPORT_EXCEPTIONS:
                 continue
             bad.append(f"{_rel(name)}:{line} uses {target}.{private}")
-    assert not bad, "private names used across packages:\n" + "\n".join(bad)
+    assert not bad, "private names used outside their module or subpackage:\n" + "\n".join(bad)
 
 
 def test_functions_and_modules_stay_small():
