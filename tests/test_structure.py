@@ -33,10 +33,6 @@ IMPORT_EXCEPTIONS = {
     # imports it.
     ("tinysr_kernels.cuda.selftest", "tinysr."): "a self-test of the kernels against tinysr's ops",
     ("tinysr_kernels.cuda.selftest", "tinysr"): "a self-test of the kernels against tinysr's ops",
-    # To be removed: the binary readers sit under models/ (importing them runs models/__init__, which
-    # builds on nn and functional) but checkpoint.py below needs two of them; they belong in a package
-    # of the data layer.
-    ("tinysr.checkpoint", "tinysr.models.readers"): "readers to move below the networks",
 }
 
 # Modules that import the package root (``from . import __version__``, ``import tinysr``): each is to
@@ -298,7 +294,7 @@ def _private_uses(name):
 
 def test_no_module_uses_another_modules_private_names():
     """A name that starts with ``_`` belongs to its module, or to the modules of one subpackage that
-    share it (``models/readers/base.py``'s limits and checks); no other module imports it or reaches it
+    share it (``readers/base.py``'s limits and checks); no other module imports it or reaches it
     as ``module._name``.  The package root's modules are not one subpackage: each keeps its own."""
     bad = []
     for name in MODULES:
@@ -362,3 +358,13 @@ def test_every_exception_is_still_needed():
     stale += [name for name in ROOT_IMPORT_EXCEPTIONS
               if not any(a == name and b == "tinysr" for a, b, _, _ in edges)]
     assert not stale, f"exceptions in tests/test_structure.py that nothing needs any more: {stale}"
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists its packages by hand: a package folder missing there is missing from the
+    wheel (and found only by an import error after ``pip install``)."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {name for name in MODULES if _is_package(name)}
+    assert packages == listed, (f"package folders not in pyproject.toml: {sorted(packages - listed)}; "
+                                f"listed but not there: {sorted(listed - packages)}")
