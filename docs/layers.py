@@ -3,7 +3,7 @@
     python docs/layers.py
 
 One row per layer, top (what a learner meets first) to bottom (the kernels); each row names its
-modules. A module imports only from rows below its own (or from its own row, in the order listed).
+modules. A module imports only from rows below its own (or from its own row, without a cycle).
 Edit ``LAYERS`` when a module moves, then run this script and commit the SVG with it.
 """
 from pathlib import Path
