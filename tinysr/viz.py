@@ -192,6 +192,10 @@ def _inner_skips(adds, consumers, made_by, x, top, residual):
     return result
 
 
+_CX, _STEP = 5.4, 0.3           # box centre x, gap (arrow length) between boxes
+_HEIGHTS = {"conv": 0.5, "deconv": 0.6, "linear": 0.5, "block": 0.6, "io": 0.45}
+
+
 def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
     """Draw ``model``'s layer stack, top (input) to bottom (output); returns the matplotlib Figure.
 
@@ -215,39 +219,16 @@ def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
     stack ``"block:<name>"``, the skip arc ``"skip"``), which is how the tests count them.
     """
     from matplotlib.figure import Figure
-    from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
-    from matplotlib.path import Path as MPath
+    from matplotlib.patches import FancyArrowPatch
 
     leaves = [(n, m) for n, m in model.named_modules() if n and not m._modules] or [(type(model).__name__, model)]
     plain = len(leaves) > max_layers
-    if plain:                           # one box per top-level block
-        items = []
-        for name, child in model._modules.items():
-            n_leaves = sum(1 for m in child.modules() if not m._modules)
-            items.append((name, "block", f"{name}: {type(child).__name__}\n{n_leaves} layers, "
-                                         f"{child.num_parameters():,} params", name, child))
-        after, uses, residual, skips = {}, {}, False, {}
-    else:
-        traced = _trace(model, leaves) if model is not leaves[0][1] else None
-        after, uses, residual, skips = traced or ({}, {}, False, {})
-        items = [(n, *_describe(m), n.split(".", 1)[0], m) for n, m in leaves]
-
+    items, after, uses, residual, skips = _layer_items(model, leaves, plain)
     conv = getattr(model, "input_convention", None)
     # " in", " out", " plus": keys that no module name can take (dotted names have no spaces)
     flow = [(" in", "io", _INPUTS.get(conv, "input"), None, None), *items,
             (" out", "io", _OUTPUTS.get(conv, "output"), None, None)]
-    cx, step = 5.4, 0.3                                    # box centre x, gap (arrow length) between boxes
-    heights = {"conv": 0.5, "deconv": 0.6, "linear": 0.5, "block": 0.6, "io": 0.45}
-    y, boxes = 0.0, []                                     # (name, kind, top, bottom, width)
-    for name, kind, *_ in flow:
-        h = heights.get(kind, 0.36)
-        w = {"io": 3.6, "block": 4.8}.get(kind, 4.2 if kind in heights else 3.0)
-        if name == " out" and residual:                    # the "+" where the skip arc joins
-            boxes.append((" plus", "plus", y, y - 0.4, 0.4))
-            y -= 0.4 + step
-        boxes.append((name, kind, y, y - h, w))
-        y -= h + step
-    bottom = y + step
+    boxes, bottom = _stack(flow, residual)
 
     if ax is None:
         fig = Figure(figsize=(5.6, 0.5 * (0.9 - bottom) + 0.5))
@@ -255,6 +236,59 @@ def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
         fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.35 / fig.get_figheight(), bottom=0.02)
     fig = ax.figure
     rows = {b[0]: b for b in boxes}
+    _draw_boxes(ax, flow, rows, after, uses, plain, fontsize)
+    x_global = _draw_skips(ax, boxes, rows, skips, fontsize)
+    if residual:
+        _draw_residual(ax, rows, x_global, fontsize)
+    for a, b in zip(boxes[:-1], boxes[1:]):                # the data flow, box to box
+        ax.add_patch(FancyArrowPatch((_CX, a[3]), (_CX, b[2]), arrowstyle="-|>", mutation_scale=8, lw=0.8,
+                                     color="#333333", shrinkA=0, shrinkB=0))
+    if not plain:
+        _draw_parts(ax, model, items, rows, fontsize)
+
+    ax.set_title(_default_title(model, leaves, plain) if title is None else title, fontsize=fontsize + 2)
+    ax.set_xlim(0, max(10.3, x_global + 0.9))
+    ax.set_ylim(bottom - 0.1, 0.25)
+    ax.set_aspect("equal", adjustable="box", anchor="N")
+    ax.axis("off")
+    return fig
+
+
+def _layer_items(model, leaves, plain):
+    """``(items, after, uses, residual, skips)``: one ``(name, kind, label, part, module)`` per box
+    (the top-level blocks when ``plain``, else every leaf layer) and what :func:`_trace` found."""
+    if plain:                           # one box per top-level block
+        items = []
+        for name, child in model._modules.items():
+            n_leaves = sum(1 for m in child.modules() if not m._modules)
+            items.append((name, "block", f"{name}: {type(child).__name__}\n{n_leaves} layers, "
+                                         f"{child.num_parameters():,} params", name, child))
+        return items, {}, {}, False, {}
+    traced = _trace(model, leaves) if model is not leaves[0][1] else None
+    after, uses, residual, skips = traced or ({}, {}, False, {})
+    items = [(n, *_describe(m), n.split(".", 1)[0], m) for n, m in leaves]
+    return items, after, uses, residual, skips
+
+
+def _stack(flow, residual):
+    """The boxes top to bottom, ``[(name, kind, top, bottom, width)]`` (a "+" before the output when
+    the network has a global residual), and the lowest y used."""
+    y, boxes = 0.0, []
+    for name, kind, *_ in flow:
+        h = _HEIGHTS.get(kind, 0.36)
+        w = {"io": 3.6, "block": 4.8}.get(kind, 4.2 if kind in _HEIGHTS else 3.0)
+        if name == " out" and residual:                    # the "+" where the skip arc joins
+            boxes.append((" plus", "plus", y, y - 0.4, 0.4))
+            y -= 0.4 + _STEP
+        boxes.append((name, kind, y, y - h, w))
+        y -= h + _STEP
+    return boxes, y + _STEP
+
+
+def _draw_boxes(ax, flow, rows, after, uses, plain, fontsize):
+    """One box per layer (or block), with the tag of a functional activation that follows it."""
+    from matplotlib.patches import FancyBboxPatch
+    cx = _CX
     for name, kind, label, *_ in flow:
         _, _, top, bot, w = rows[name]
         edge = "--" if kind == "io" else "-"
@@ -268,8 +302,15 @@ def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
                                         boxstyle="round,pad=0,rounding_size=0.08", fc=_COLOURS["act"], ec="#333333",
                                         lw=0.8, ls="--", gid="activation:" + name))
             ax.text(cx + w / 2 + 0.65, (top + bot) / 2, after[name], ha="center", va="center", fontsize=fontsize - 1)
-    # Inner skips: an arc from the layer whose output is added to the layer that reads the sum, nested
-    # so that arcs over overlapping spans never share a column; "x24" when the same skip runs many times.
+
+
+def _draw_skips(ax, boxes, rows, skips, fontsize):
+    """Inner skips: an arc from the layer whose output is added to the layer that reads the sum, nested
+    so that arcs over overlapping spans never share a column; "x24" when the same skip runs many times.
+    Returns the x of the global residual's arc, right of every inner one."""
+    from matplotlib.patches import FancyArrowPatch
+    from matplotlib.path import Path as MPath
+    cx, step = _CX, _STEP
     pos = {b[0]: i for i, b in enumerate(boxes)}
     pos.update({"^" + b[0]: i - 0.5 for i, b in enumerate(boxes)})     # the gap just above a box
     merged = {}
@@ -299,28 +340,34 @@ def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
         if n > 1:
             ax.text(xa + 0.04, (y_s + y_d) / 2, f"x{n}", ha="left", va="center", fontsize=fontsize - 1,
                     color="#2166ac")
-    x_global = max(9.4, x_arc0 + gap * (max([lv for *_, lv in placed], default=0) + 2))
-    if residual:
-        _, _, top, bot, _ = rows[" plus"]
-        ax.add_patch(Circle((cx, (top + bot) / 2), 0.2, fc="white", ec="#333333", lw=0.8))
-        ax.text(cx, (top + bot) / 2, "+", ha="center", va="center", fontsize=fontsize + 3)
-        y_in, y_plus = (rows[" in"][2] + rows[" in"][3]) / 2, (top + bot) / 2
-        arc = MPath([(cx + 1.8, y_in), (x_global, y_in), (x_global, y_plus), (cx + 0.2, y_plus)])
-        ax.add_patch(FancyArrowPatch(path=arc, arrowstyle="-|>", mutation_scale=9, lw=1.0, color="#b2182b",
-                                     gid="skip"))
-        ax.text(x_global + 0.15, (y_in + y_plus) / 2, "global residual: output = input + f(input)", rotation=270,
-                ha="left", va="center", fontsize=fontsize, color="#b2182b")
-    for a, b in zip(boxes[:-1], boxes[1:]):                # the data flow, box to box
-        ax.add_patch(FancyArrowPatch((cx, a[3]), (cx, b[2]), arrowstyle="-|>", mutation_scale=8, lw=0.8,
-                                     color="#333333", shrinkA=0, shrinkB=0))
+    return max(9.4, x_arc0 + gap * (max([lv for *_, lv in placed], default=0) + 2))
 
-    groups = []                                            # consecutive layers of the same top-level part
+
+def _draw_residual(ax, rows, x_global, fontsize):
+    """The global residual: a red arc from the input to the "+" before the output."""
+    from matplotlib.patches import Circle, FancyArrowPatch
+    from matplotlib.path import Path as MPath
+    cx = _CX
+    _, _, top, bot, _ = rows[" plus"]
+    ax.add_patch(Circle((cx, (top + bot) / 2), 0.2, fc="white", ec="#333333", lw=0.8))
+    ax.text(cx, (top + bot) / 2, "+", ha="center", va="center", fontsize=fontsize + 3)
+    y_in, y_plus = (rows[" in"][2] + rows[" in"][3]) / 2, (top + bot) / 2
+    arc = MPath([(cx + 1.8, y_in), (x_global, y_in), (x_global, y_plus), (cx + 0.2, y_plus)])
+    ax.add_patch(FancyArrowPatch(path=arc, arrowstyle="-|>", mutation_scale=9, lw=1.0, color="#b2182b",
+                                 gid="skip"))
+    ax.text(x_global + 0.15, (y_in + y_plus) / 2, "global residual: output = input + f(input)", rotation=270,
+            ha="left", va="center", fontsize=fontsize, color="#b2182b")
+
+
+def _draw_parts(ax, model, items, rows, fontsize):
+    """The bracket on the left: consecutive layers of the same top-level part, with its parameters."""
+    groups = []
     for name, _, _, group, _ in items:
         if groups and groups[-1][0] == group:
             groups[-1][1].append(name)
         else:
             groups.append((group, [name]))
-    for group, names in groups if not plain else ():
+    for group, names in groups:
         top, bot = rows[names[0]][2], rows[names[-1]][3]
         ax.plot([2.95, 2.85, 2.85, 2.95], [top, top, bot, bot], color="#555555", lw=0.8)
         part = getattr(model, group, None)
@@ -328,20 +375,17 @@ def draw_architecture(model, ax=None, title=None, *, max_layers=48, fontsize=7):
         label = textwrap.fill(group.replace("_", " "), 16) + (f"\n{n:,} params" if n else "")
         ax.text(2.75, (top + bot) / 2, label, ha="right", va="center", fontsize=fontsize + 1)
 
-    if title is None:
-        rf = getattr(type(model), "receptive_field", None)
-        try:
-            rf = model.receptive_field if rf is not None else None
-        except Exception:
-            rf = None
-        title = f"{type(model).__name__}: {model.num_parameters():,} parameters"
-        title += (f", receptive field {rf}x{rf}" if rf else "") + (f", x{model.scale}" if getattr(model, "scale", None)
-                                                                     else "")
-        if plain:
-            title += f"\n({len(leaves)} layers: drawn as its top-level blocks)"
-    ax.set_title(title, fontsize=fontsize + 2)
-    ax.set_xlim(0, max(10.3, x_global + 0.9))
-    ax.set_ylim(bottom - 0.1, 0.25)
-    ax.set_aspect("equal", adjustable="box", anchor="N")
-    ax.axis("off")
-    return fig
+
+def _default_title(model, leaves, plain):
+    """Class name, parameter count, receptive field and scale (and how a long network is drawn)."""
+    rf = getattr(type(model), "receptive_field", None)
+    try:
+        rf = model.receptive_field if rf is not None else None
+    except Exception:
+        rf = None
+    title = f"{type(model).__name__}: {model.num_parameters():,} parameters"
+    title += (f", receptive field {rf}x{rf}" if rf else "") + (f", x{model.scale}" if getattr(model, "scale", None)
+                                                                 else "")
+    if plain:
+        title += f"\n({len(leaves)} layers: drawn as its top-level blocks)"
+    return title
