@@ -3,7 +3,7 @@
     python docs/layers.py
 
 One row per layer, top (what a learner meets first) to bottom (the kernels); each row names its
-modules. A module imports only from rows below its own (or from its own row, in the order listed).
+modules. A module imports only from rows below its own (or from its own row, without a cycle).
 Edit ``LAYERS`` when a module moves, then run this script and commit the SVG with it.
 """
 from pathlib import Path
@@ -17,20 +17,22 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 # (layer, modules, colour): top to bottom
 LAYERS = [
     ("lessons", "lessons/*.ipynb  ·  lessons/run.py  ·  lessons/results/", "#f6e7c1"),
-    ("command line", "cli.py  ·  __main__.py  ·  demo.py  ·  options.py (rule table)", "#f3d9d9"),
+    ("command line", "cli.py  ·  __main__.py  ·  demo.py", "#f3d9d9"),
     ("what users call", "api.py (train, evaluate, upscale, compare, load, shipped weights)\n"
-                        "gan.py (SRGAN)  ·  leaderboard.py  ·  viz.py  ·  lesson.py", "#f3d9d9"),
+                        "gan.py (SRGAN)  ·  leaderboard.py  ·  viz.py  ·  lesson.py  ·  options.py (rule table)",
+     "#f3d9d9"),
     ("training and inference", "trainer.py (Trainer)  ·  distributed.py (MPI / NCCL)\n"
                                "infer.py (tiles, ensemble, borders)",
      "#e2d9f3"),
     ("networks", "models/: srcnn, fsrcnn, vdsr, drcn, red, drrn, srdensenet, srresnet, edsr, vgg\n"
-                 "common.py  ·  registry.py (@register)  ·  official.py, public.py, readers/", "#d9e8f3"),
+                 "common.py  ·  registry.py (@register)  ·  official.py, public.py", "#d9e8f3"),
     ("data and protocol", "data/: io, color, resize, protocol, datasets, patches  ·  metrics.py\n"
-                          "checkpoint.py (atomic files)", "#d9f3e0"),
+                          "checkpoint.py (atomic files)  ·  readers/ (weight files, no pickle)", "#d9f3e0"),
     ("building blocks", "nn/: Module, Parameter, layers, init  ·  optim.py  ·  gradcheck.py", "#d9f3f0"),
     ("differentiable ops", "functional/: conv, dispatch, conv_reference (NumPy twins, Winograd)\n"
                            "activation, shape, sizes, norm, pool, linear, loss", "#e8f3d9"),
-    ("engine", "autograd.py (Tensor, Function, backward)  ·  backend.py (cpu / cuda, xp)", "#eeeeee"),
+    ("engine", "autograd.py (Tensor, Function, backward)  ·  backend.py (cpu / cuda, xp)  ·  version.py",
+     "#eeeeee"),
     ("kernels (tinysr_kernels)", "cpu/: conv, winograd, im2col, direct, shifted, pointwise, threads\n"
                                  "cuda/: conv, im2col, pixel_shuffle, bias_act, batchnorm, sgemm", "#fde2c8"),
 ]

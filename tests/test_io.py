@@ -151,3 +151,23 @@ def test_imwrite_rejects_bad_arrays(tmp_path):
     with pytest.raises(ValueError, match="extension"):
         imwrite(tmp_path / "x.nope", np.zeros((4, 4), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_imwrite_on_a_full_disk_names_the_file_and_keeps_the_old_image(tmp_path, monkeypatch):
+    """imwrite goes through checkpoint.atomic_write_bytes: a full disk is one sentence that names the
+    file and what to free, the image already there is untouched and no temporary file is left."""
+    import errno
+    target = tmp_path / "out.png"
+    imwrite(target, np.full((8, 8), 7, np.uint8))
+    before = target.read_bytes()
+
+    def full(self, fp, *args, **kwargs):
+        fp.write(b"x" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    with pytest.raises(OSError) as e:
+        imwrite(target, np.zeros((8, 8), np.uint8))
+    assert e.value.errno == errno.ENOSPC
+    assert f"the disk holding {tmp_path} is full: writing out.png needs about" in str(e.value)
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.png"]

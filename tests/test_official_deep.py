@@ -1,4 +1,5 @@
-"""Public trained variants of the deep networks (../shared/reference-weights, README "Added 2026-12").
+"""Public trained variants of the deep networks (../shared/reference-weights, its README's section on
+the deep half of the course).
 
 Two independent checks per importer:
 

@@ -104,7 +104,8 @@ def test_legacy_reference_files_equal_torch_load(weights_dir, rel):
 
 
 def test_readers_module_is_the_one_official_reexports():
-    from tinysr.models import official, readers
+    from tinysr import readers
+    from tinysr.models import official
     for name in ("read_torch_file", "read_mxnet_params", "RestrictedUnpickler", "UnsafePickleError",
                  "WeightsFileError"):
         assert getattr(official, name) is getattr(readers, name)

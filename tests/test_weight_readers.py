@@ -20,7 +20,7 @@ import pytest
 
 import weights_fuzz
 from tinysr.models.official import read_weights
-from tinysr.models.readers import WeightsFileError, read_mat, read_mxnet_params, read_npz, read_torch_file
+from tinysr.readers import WeightsFileError, read_mat, read_mxnet_params, read_npz, read_torch_file
 
 REPO = Path(__file__).resolve().parents[1]
 F32 = np.arange(4, dtype=np.float32) + 1          # the storage most crafted tensors view: [1, 2, 3, 4]
@@ -109,9 +109,9 @@ def test_legacy_storage_views_are_sliced(tmp_path):
 
 
 def _read_in_child(reader, path, limit_mb=1024):
-    """Call ``tinysr.models.readers.<reader>(path)`` in a child process whose address space is capped,
+    """Call ``tinysr.readers.<reader>(path)`` in a child process whose address space is capped,
     so that a reader that trusted a huge size fails (MemoryError) instead of exhausting the machine."""
-    code = ("import sys\nfrom tinysr.models import readers\n"
+    code = ("import sys\nfrom tinysr import readers\n"
             "try:\n    getattr(readers, sys.argv[1])(sys.argv[2]); print('LOADED')\n"
             "except Exception as e:\n    print(type(e).__name__ + ': ' + str(e))\n")
 

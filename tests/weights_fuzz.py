@@ -296,7 +296,7 @@ def _limit_memory(headroom_mb):
 def run(fmt, seeds, cases, seed, progress, workdir, headroom_mb):
     """Fuzz ``fmt``: returns ``{"cases", "loaded", "refused", "failures": [...], "max_case_s"}``."""
     from tinysr.models.official import read_weights
-    from tinysr.models.readers import WeightsFileError
+    from tinysr.readers import WeightsFileError
     import scipy.io  # noqa: F401 -- imported before the memory limit, as read_mat needs it
     datas = [open(p, "rb").read() for p in seeds]
     rng = np.random.default_rng(seed)

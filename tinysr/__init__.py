@@ -13,7 +13,7 @@ that ``import tinysr`` stays fast and never needs a GPU.
 """
 import importlib
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402,F401
 
 from .autograd import Tensor, Function, no_grad, enable_grad, is_grad_enabled, tensor  # noqa: E402
 from . import functional, nn, optim  # noqa: E402

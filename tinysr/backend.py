@@ -154,19 +154,20 @@ def as_numpy(x):
 def move_batch(batch, device):
     """Move a batch -- an array, a Tensor, or a tuple/list/dict of them -- to ``device`` in one call.
 
-    The training loop calls this once per step, so the only host-to-device copies of a step are the
-    batch's own (``(lr, hr)``: two copies).  Tensors keep ``requires_grad``; other values pass through.
+    A training step that moves its batch with one call makes only the batch's own host-to-device
+    copies (``(lr, hr)``: two copies).  Arrays go through :func:`to_device`; any other value with a
+    ``to(device)`` method (a :class:`~tinysr.autograd.Tensor`, which keeps ``requires_grad``) moves
+    itself, so this engine module needs no knowledge of the classes built on it; other values pass
+    through.
     """
-    from .autograd import Tensor  # autograd imports this module
-
-    if isinstance(batch, Tensor):
-        return batch.to(device)
+    if isinstance(batch, np.ndarray) or is_cupy_array(batch):
+        return to_device(batch, device)
     if isinstance(batch, dict):
         return {k: move_batch(v, device) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):
         return type(batch)(move_batch(v, device) for v in batch)
-    if isinstance(batch, np.ndarray) or is_cupy_array(batch):
-        return to_device(batch, device)
+    if callable(getattr(batch, "to", None)):
+        return batch.to(device)
     return batch
 
 

@@ -9,7 +9,7 @@ Layout of ``step_000500.npz``::
     __meta__              a JSON string: model name, config, scale, step, seed, tinysr version,
                           optimiser hyper-parameters, schedule, sampler RNG state, history
 
-Everything is read back by :func:`tinysr.models.readers.read_npz`, which never unpickles and checks
+Everything is read back by :func:`tinysr.readers.read_npz`, which never unpickles and checks
 every header against the bytes present: a checkpoint can never run code or make the reader allocate
 more than the file holds. :func:`newest_valid` is what a resumed run uses: the newest checkpoint that
 reads back completely, skipping (and naming) any newer one that is damaged.
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .models.readers import WeightsFileError
+from .readers import WeightsFileError
 
 
 class CheckpointError(WeightsFileError):
     """A checkpoint file that cannot be read back (truncated, overwritten, not a checkpoint): a
-    :class:`~tinysr.models.readers.WeightsFileError`, hence a ``ValueError``."""
+    :class:`~tinysr.readers.WeightsFileError`, hence a ``ValueError``."""
 
 
 def _disk_full(path, needed):
@@ -133,7 +133,7 @@ def load(path):
     Every array is read (and CRC-checked by the zip layer), so a file that loads is complete; one that
     does not raises :class:`CheckpointError` naming the file and what is wrong with it.
     """
-    from .models.readers import read_npz
+    from .readers import read_npz
     try:
         z = read_npz(path)
         if "__meta__" not in z:

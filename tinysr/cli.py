@@ -163,19 +163,34 @@ def _cmd_srgan(args):
 
 
 def build_parser():
+    """The ``tinysr`` argument parser: one subcommand per ``_add_*_parser`` below, every numeric option
+    checked by its rule in :mod:`tinysr.options`."""
     p = argparse.ArgumentParser(
         prog="tinysr", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_MAIN,
         description="Classic super-resolution networks (SRCNN to EDSR), rebuilt in NumPy: train them, measure "
                     "them under the papers' protocol, and upscale your photos.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo_parser, _add_models_parser, _add_eval_parser, _add_upscale_parser, _add_train_parser,
+                _add_srgan_parser):
+        add(sub)
+    return p
 
+
+def _add_demo_parser(sub):
+    """``tinysr demo``: a tiny network trained for a minute."""
     d = sub.add_parser("demo", help="train a tiny network for a minute and watch its loss fall")
     d.add_argument("--steps", type=argtype("steps"), default=400, help="training steps (default 400)")
     d.set_defaults(func=_cmd_demo)
 
+
+def _add_models_parser(sub):
+    """``tinysr models``: the table of networks."""
     m = sub.add_parser("models", help="list the networks with parameters, receptive field and input convention")
     m.set_defaults(func=_cmd_models)
 
+
+def _add_eval_parser(sub):
+    """``tinysr eval``: PSNR/SSIM under the papers' protocol."""
     e = sub.add_parser(
         "eval", help="PSNR/SSIM of a model (or bicubic) on test sets under the papers' protocol",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -198,6 +213,9 @@ def build_parser():
     e.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     e.set_defaults(func=_cmd_eval)
 
+
+def _add_upscale_parser(sub):
+    """``tinysr upscale``: super-resolve one image."""
     u = sub.add_parser(
         "upscale", help="super-resolve an image with a trained network",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -226,6 +244,9 @@ def build_parser():
     u.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     u.set_defaults(func=_cmd_upscale)
 
+
+def _add_train_parser(sub):
+    """``tinysr train``: train a network, resuming a stopped run."""
     t = sub.add_parser(
         "train", help="train a network (checkpoints, resume, PSNR as it trains)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -270,6 +291,9 @@ def build_parser():
     t.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     t.set_defaults(func=_cmd_train)
 
+
+def _add_srgan_parser(sub):
+    """``tinysr srgan``: SRGAN's adversarial training from a trained SRResNet."""
     g = sub.add_parser(
         "srgan", help="train SRGAN from a trained SRResNet (adversarial + content loss)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -300,8 +324,6 @@ def build_parser():
     g.add_argument("--out", default=None, help="run folder (default runs/srgan-x<scale>-seed<seed>)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     g.set_defaults(func=_cmd_srgan)
-    return p
-
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"tinysr: warning: {message}", file=sys.stderr)

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from . import Tensor, nn, no_grad, optim
-from . import functional as F
+from . import functional as F, nn, optim
+from .autograd import Tensor, no_grad
 
 
 class TinyESPCN(nn.Module):

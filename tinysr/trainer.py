@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checkpoint
+from . import checkpoint
+from .version import __version__
 from . import functional as F
 from .autograd import Tensor, no_grad
 from .backend import to_device

@@ -62,9 +62,9 @@ def _shares(n, nb):
     Each thread then runs its own im2col -> GEMM -> layout move on its slices, one after the other,
     with single-threaded kernels and BLAS, and the only synchronisation is at the end of the layer
     (not on Numba's workqueue layer, which cannot launch kernels from two threads at once).
-    On this 2-core VM waking a sleeping worker costs 30-130 us; the former scheme (each of the three
-    steps of every slice parallel on its own) paid that about ten times per layer: FSRCNN's training
-    step spent about a fifth of its time there.
+    Why: waking a sleeping worker costs tens of microseconds, as much as a small kernel, and making each
+    of the three steps of every slice parallel on its own would pay that about ten times per layer --
+    a fifth of FSRCNN's training step (``benchmarks/README.md``).
     """
     t = get_num_threads()
     if t <= 1 or n < t or not parallel_kernels_nest():
@@ -101,11 +101,10 @@ class NumbaConvImpl:
     fuses_bias = True
     direct_max_out = 3
     # Bytes of column matrix per batch slice.  The column buffer and the GEMM's output slice are live
-    # beside the activations at the step's peak.  Since VDSR/EDSR's 576-row matrices moved to the
-    # blocked path (:mod:`.shifted`), the layers left here have short columns (SRCNN's 81, FSRCNN's
-    # 25-108 rows), and 2 MB still gives their GEMMs thousands of columns.  Measured on the 2-core
-    # machine, SRCNN's training step (batch 128): peak RSS 126 MiB at 16 MB, 105 at 4 MB, 101 at 2 MB;
-    # throughput 0.91x / 0.92x / 0.79-0.86x PyTorch's (runs vary by ~10%).
+    # beside the activations at the step's peak.  VDSR/EDSR's 576-row matrices take the blocked path
+    # (:mod:`.shifted`), so the layers left here have short columns (SRCNN's 81, FSRCNN's 25-108 rows),
+    # and 2 MB still gives their GEMMs thousands of columns while SRCNN's training peak stays a fifth
+    # below its peak at 16 MB, for a small cost in throughput (benchmarks/README.md).
     col_budget = 2 << 20
     # A batch of 1x1 convolutions runs image by image (no column matrix) when each image has at least this
     # many pixels: enough columns for the GEMM to be split over the threads.  Training patches are smaller

@@ -13,7 +13,7 @@ Twin: :class:`tinysr.functional.conv.NumpyConvImpl` (the same three maps via im2
 padded gradient (``gxp``), which the caller crops one slice of the batch at a time.  ``backward_weight``
 pads implicitly: each tap only visits the output positions whose input pixel lies inside the image, so
 no padded copy of the input is made for it (for EDSR-baseline's tail, 64 channels of 96x96 at batch 16,
-the padded copies of the input and of its gradient were 115 MiB at the peak of a training step).
+the padded copies of the input and of its gradient would add 115 MiB to the peak of a training step).
 """
 import numpy as np
 from numba import njit, prange

@@ -98,7 +98,7 @@ def col2im_into(cols, n0, nb, kh, kw, sh, sw, ph, pw, oh, ow, out):
     Each (sample, channel) plane is one task: every column that lands in it belongs to that channel,
     so no two threads ever add into the same pixel.  The adds run over 1-D views indexed from 0: with
     ``out[..., j + off]`` and an offset that may be negative, Numba keeps its wraparound test in the loop
-    and LLVM does not vectorise it (1.3-3x slower on FSRCNN's and SRCNN's shapes).
+    and LLVM does not vectorise it (1.3-3x slower on FSRCNN's and SRCNN's shapes; benchmarks/README.md).
     """
     c_in, h, w = out.shape[1], out.shape[2], out.shape[3]
     plane = oh * ow

@@ -16,13 +16,13 @@ cache (:data:`cols_budget`), multiplied at once (``W (O, C*kh*kw) @ cols``, one 
 inner dimension), and the valid columns of the result are copied into the output with the bias.  The
 only extra work is the junk fraction ``(kw-1)/Wp`` of the columns.
 
-An earlier version skipped the columns altogether -- ``Y = sum over taps of W[:, :, u, v] @ (shifted
-view)``, kh*kw GEMMs with inner dimension C -- which is the "implicit GEMM" idea of cuDNN and oneDNN.
-With plain OpenBLAS calls it was 11-15% slower than building each block's columns in cache: the thin
-GEMMs (inner dimension 64) run below the speed of one GEMM with inner dimension 576.  Measured on the
-2-core machine, one thread: EDSR-baseline's 64->64 layer on a 128x128 input 24.9 -> 21.3 ms, VDSR's on
-16 41x41 patches 39.6 -> 35.4 ms; and SRCNN's 9x9 first layer on 268x268, against the batched im2col
-(its one input channel kept it off the earlier path), 15.0 -> 12.8 ms.
+Why build the columns at all: the "implicit GEMM" idea of cuDNN and oneDNN skips them -- ``Y = sum
+over taps of W[:, :, u, v] @ (shifted view)``, kh*kw GEMMs with inner dimension C.  With plain OpenBLAS
+calls those thin GEMMs (inner dimension 64) run below the speed of one GEMM with inner dimension 576,
+by more than the copies into a cached block cost: 11-15% per layer for EDSR's and VDSR's 64->64 layers
+(the numbers are in ``benchmarks/README.md``, "Measurements behind the kernel design").  The same
+blocks also serve a layer with one input channel (SRCNN's 9x9 first layer), faster than the batched
+im2col.
 
 The gradients use the same blocks: the input gradient is the stride-1 convolution of the output
 gradient with the flipped, transposed kernel (padding ``k-1-p``), and the weight gradient is the sum
@@ -40,8 +40,8 @@ from numba import njit, prange
 from . import threads
 
 # Bytes of one block's column matrix: it, the (O, block) result and the padded image stay in cache while
-# the GEMM still gets hundreds to thousands of columns.  Measured on the 2-core machine, one thread:
-# 2 MB was the fastest of 0.5 / 1 / 2 / 4 MB for EDSR, VDSR and SRCNN layers (see the module docstring).
+# the GEMM still gets hundreds to thousands of columns: 2 MB is the fastest of 0.5 / 1 / 2 / 4 MB for
+# EDSR's, VDSR's and SRCNN's layers on one thread (benchmarks/README.md).
 cols_budget = 2 << 20
 # Images smaller than this many wide-grid pixels (small training patches) go through the batched im2col
 # of NumbaConvImpl instead, whose GEMMs span many images: per-image blocks would be too small for BLAS.

@@ -3,19 +3,16 @@
 Both libraries keep a pool of worker threads.  After a parallel region their workers do not sleep at
 once: OpenBLAS's busy-wait for a while and libgomp (Numba's default "omp" threading layer) spins too.
 On a machine with few cores, a Numba kernel that starts right after a GEMM then shares its cores with
-OpenBLAS threads that are only waiting for work, and the reverse -- the same training step measured
-1.6-4x slower that way.
-
-Measured on the 2-core machine (VDSR 64->64 3x3 layer, batch 16): forward + backward took 79 + 821 ms
-with both pools at 2 threads and 50 + 97 ms with OpenBLAS at 1 thread -- the backward alternates
-Numba kernels and GEMMs, and every switch paid for the other pool's spinning.
+OpenBLAS threads that are only waiting for work, and the reverse.  A convolution's backward alternates
+Numba kernels and GEMMs, so every switch pays for the other pool's spinning: with both pools at full
+size a training step runs several times slower (``benchmarks/README.md``, "Measurements behind the
+kernel design", has the numbers).
 
 So tinysr decides who owns the cores, once, before the first kernel runs:
 
 * Numba owns the parallel loops, on its OpenMP layer (libgomp) when that loads, else "workqueue".
   Its idle workers sleep (``OMP_WAIT_POLICY=PASSIVE``, see :func:`_launch_with_passive_openmp`).
-  Measured on the 2-core machine with the same steps, it was 10-20% faster than workqueue, idle and
-  beside a busy process (median FSRCNN step 78 vs 90 ms idle, 94 vs 110 ms beside one busy process).
+  It runs the same training steps 10-20% faster than workqueue, idle and beside a busy process.
   When another library has already loaded its own libgomp (PyTorch imported first), Numba's layer is
   loaded with ``RTLD_DEEPBIND`` so that it still gets a runtime whose workers sleep (see
   :func:`_foreign_openmp_in_scope`).
@@ -25,7 +22,7 @@ So tinysr decides who owns the cores, once, before the first kernel runs:
   loaded), and :func:`gemm` spreads one large GEMM over :func:`get_num_threads` Python threads by
   splitting the output's columns -- NumPy releases the GIL inside BLAS, and idle Python threads block.
 
-* Waking a sleeping worker is not free: 30-130 us on the 2-core VM, as much as a small kernel.  Work made
+* Waking a sleeping worker is not free: tens of microseconds, as much as a small kernel.  Work made
   of many small steps (the batched im2col path of FSRCNN's and SRCNN's training patches) therefore goes
   to :func:`run_parallel` in one share per thread, and the parallel kernels inside each share run on that
   thread alone (Numba's thread count is per thread).
@@ -74,8 +71,8 @@ def _launch_with_passive_openmp():
 
     libgomp reads ``OMP_WAIT_POLICY`` once, when Numba loads it, so the variable is set just for that
     moment (and left alone if the user set it).  Spinning workers are a little faster on an idle
-    machine but collapse when another process wants a core: the same FSRCNN step took 524 ms instead of
-    110 ms beside one busy process, and 94 ms with passive workers.
+    machine but collapse when another process wants a core: beside one busy process an FSRCNN step
+    runs about five times slower with spinning workers than with sleeping ones.
     """
     import numba
     try:
@@ -104,9 +101,9 @@ def _foreign_openmp_in_scope():
     PyTorch imported *before* tinysr puts its bundled libgomp into the process's global symbol scope,
     initialised with the default wait policy (idle workers spin).  Numba's OpenMP layer, loaded later,
     then binds its ``GOMP_*`` calls to that copy rather than to the system libgomp it was linked against
-    (``LD_DEBUG=bindings`` shows it), and the ``OMP_WAIT_POLICY`` set above comes too late.  Measured on
-    the 2-core machine: EDSR-baseline inference took 740-860 ms instead of 510-630 ms just because
-    ``import torch`` came first -- which is how ``benchmarks/cpu.py`` and many notebooks start.
+    (``LD_DEBUG=bindings`` shows it), and the ``OMP_WAIT_POLICY`` set above comes too late: EDSR-baseline
+    inference then runs about 1.4x slower just because ``import torch`` came first -- which is how
+    ``benchmarks/cpu.py`` and many notebooks start.
     ``RTLD_DEEPBIND`` makes the layer resolve symbols in its own dependencies first, so it gets the
     system libgomp, loaded fresh and reading the passive policy, while PyTorch keeps its own.
     True when a libgomp is already mapped (Linux) and the platform has ``RTLD_DEEPBIND``.

@@ -22,10 +22,10 @@ from functools import lru_cache
 import numpy as np
 
 if not hasattr(np, "row_stack"):
-    # numba-cuda (the CUDA target that Numba delegates to; seen with 0.30.4) registers an overload for
+    # numba-cuda (the CUDA target that Numba delegates to; 0.30.4 does this) registers an overload for
     # np.row_stack, which NumPy 2.5 removed, when it compiles its first kernel -- so every kernel fails
-    # with "module 'numpy' has no attribute 'row_stack'".  row_stack was NumPy's alias of vstack;
-    # restoring the alias is what lets our kernels compile there (seen on an H100, NumPy 2.5.2).
+    # with "module 'numpy' has no attribute 'row_stack'".  row_stack is an alias of vstack in the
+    # NumPy versions that have it, so restoring the alias lets the kernels compile on NumPy >= 2.5.
     np.row_stack = np.vstack
 
 from numba import cuda  # noqa: E402

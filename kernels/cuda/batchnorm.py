@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda, float64
 
 from . import _runtime as rt
-from .bias_act import reduction_grid
+from .bias_act import block_sum_pair, reduction_grid
 
 
 @lru_cache(maxsize=None)
@@ -43,14 +43,7 @@ def _stats_kernel(tpb):
             acc2 += v * v
         part1[tid] = acc1
         part2[tid] = acc2
-        cuda.syncthreads()
-        half = tpb // 2
-        while half > 0:
-            if tid < half:
-                part1[tid] += part1[tid + half]
-                part2[tid] += part2[tid + half]
-            cuda.syncthreads()
-            half //= 2
+        block_sum_pair(part1, part2, tid, tpb)
         if tid == 0:
             cuda.atomic.add(s1, c, part1[0])
             cuda.atomic.add(s2, c, part2[0])

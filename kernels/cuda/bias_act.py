@@ -92,14 +92,7 @@ def _backward_kernel(tpb, dtype):
             acc_b += g
         part_b[tid] = acc_b
         part_a[tid] = acc_a
-        cuda.syncthreads()
-        half = tpb // 2
-        while half > 0:
-            if tid < half:
-                part_b[tid] += part_b[tid + half]
-                part_a[tid] += part_a[tid + half]
-            cuda.syncthreads()
-            half //= 2
+        block_sum_pair(part_b, part_a, tid, tpb)
         if tid == 0:
             if has_bias:
                 cuda.atomic.add(gbias, c, part_b[0])
@@ -107,6 +100,21 @@ def _backward_kernel(tpb, dtype):
                 cuda.atomic.add(galpha, c if alpha_per_channel else 0, part_a[0])
 
     return kernel
+
+
+@cuda.jit(device=True)
+def block_sum_pair(part1, part2, tid, tpb):
+    """Sum two shared arrays of ``tpb`` per-thread partials (``tpb`` a power of two) into their entry 0:
+    a tree, halving the active threads at each level, with the block synchronised between levels.
+    Every thread of the block calls it, after writing its own partials ``part1[tid]``, ``part2[tid]``."""
+    cuda.syncthreads()
+    half = tpb // 2
+    while half > 0:
+        if tid < half:
+            part1[tid] += part1[tid + half]
+            part2[tid] += part2[tid + half]
+        cuda.syncthreads()
+        half //= 2
 
 
 def reduction_grid(m, channels, tpb):

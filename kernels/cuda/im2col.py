@@ -42,9 +42,8 @@ def _im2col_kernel(x, cols, n_img, c_in, h, w, kh, kw, sh, sw, ph, pw, oh, ow, s
     # threadIdx.x strides over the columns j of a row, so a warp writes 32 neighbouring addresses.
     # Each thread writes all kh*kw taps k = (c, u, v) of its output pixel (i, j): consecutive taps are
     # consecutive rows of the columns, stride_k apart.  No integer division per element (a 64-bit
-    # division costs a GPU tens of instructions): the earlier versions, one thread per entry with
-    # (n, k, i, j) recovered from a flat index, took 1.45 ms per call on VDSR's 62M entries on an
-    # H100; this one 0.37 ms.
+    # division costs a GPU tens of instructions): one thread per entry, with (n, k, i, j) recovered from
+    # a flat index, is about 4x slower on VDSR's shapes (benchmarks/README.md).
     # The tap reads input pixel (i*sh - ph + u, j*sw - pw + v): the zero padding is never
     # materialised, an out-of-image read just writes 0.
     i0, i_step = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y, cuda.gridDim.x * cuda.blockDim.y

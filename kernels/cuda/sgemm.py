@@ -12,7 +12,7 @@ that row.  Global memory is ~100x slower than the arithmetic, so the naive kerne
 Tiled: a block of TILE x TILE threads owns a TILE x TILE tile of C.  It walks along K one TILE at a
 time; at each step every thread loads *one* element of A's tile and *one* of B's tile into shared
 memory (on-chip, next to the cores), the block synchronises, and then each thread does TILE
-multiply-adds reading only shared memory.  Each global load is now reused TILE times.  (cuBLAS goes
+multiply-adds reading only shared memory.  Each global load is reused TILE times.  (cuBLAS goes
 further: each thread computes a small register tile, loads are vectorised and double-buffered, and
 on recent GPUs tensor cores do the products -- TF32 for float32 when allowed.)
 

@@ -23,8 +23,6 @@ atomically (a temporary file renamed into place), so an interrupted write never 
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -222,19 +220,8 @@ def imwrite(path, img):
     fmt = Image.registered_extensions().get(p.suffix.lower())
     if fmt is None:
         raise ValueError(f"{p}: unknown image extension {p.suffix!r}; use .png")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        from ..checkpoint import _umask
-        os.chmod(tmp, 0o666 & ~_umask())           # not mkstemp's private 0600
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(a).save(f, format=fmt)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..checkpoint import atomic_write_bytes
+    atomic_write_bytes(p, lambda f: Image.fromarray(a).save(f, format=fmt), size_hint=a.nbytes)
     return p
 
 

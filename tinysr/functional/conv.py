@@ -16,8 +16,9 @@ How the maps are computed -- im2col + GEMM or Winograd's minimal filtering, in N
 """
 from ..autograd import Function, Tensor
 from .dispatch import conv_impl, cpu_kernels, register_conv_impl, set_conv_impl  # noqa: F401
-from .conv_reference import (NumpyConvImpl, WinogradImpl, _pair, col2im, conv_output_size,  # noqa: F401
+from .conv_reference import (NumpyConvImpl, WinogradImpl, col2im, conv_output_size,  # noqa: F401
                              conv_transpose_output_size, im2col)
+from .sizes import pair
 
 
 def _bias_grad(gy, impl=None):
@@ -29,7 +30,7 @@ class Conv2d(Function):
     """2-D convolution; forward and backward side by side (see the module docstring)."""
 
     def __init__(self, stride=1, padding=0):
-        self.stride, self.padding = _pair(stride), _pair(padding)
+        self.stride, self.padding = pair(stride), pair(padding)
 
     def forward(self, x, w, b=None):
         if x.ndim != 4 or w.ndim != 4:
@@ -72,8 +73,8 @@ class ConvTranspose2d(Function):
     """
 
     def __init__(self, stride=1, padding=0, output_padding=0):
-        self.stride, self.padding = _pair(stride), _pair(padding)
-        self.output_padding = _pair(output_padding)
+        self.stride, self.padding = pair(stride), pair(padding)
+        self.output_padding = pair(output_padding)
         for op, s in zip(self.output_padding, self.stride):
             if not 0 <= op < max(s, 1) and op != 0:
                 raise ValueError(f"output_padding {op} must be smaller than the stride {s}")

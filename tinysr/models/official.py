@@ -2,7 +2,7 @@
 
 Formats read (see ``shared/reference-weights/README.md`` for each file's provenance and layout):
 
-The byte-level readers live in :mod:`tinysr.models.readers` (re-exported here); this module maps
+The byte-level readers live in :mod:`tinysr.readers` (re-exported here); this module maps
 what they return onto tinysr models:
 
 * ``.npz`` -- the README's conversions (and tinysr's own files), read without pickle;
@@ -17,14 +17,14 @@ port) and loads the weights. :func:`evaluate_official` then scores it under the 
 weights' source used (:data:`PROTOCOLS`), so that the numbers can be compared with what it reports.
 
 Why pickles are dangerous, and how the readers stay memory-safe on crafted files: see
-:mod:`tinysr.models.readers`.
+:mod:`tinysr.readers`.
 """
 import math
 from pathlib import Path
 
 import numpy as np
 
-from .readers import (RestrictedUnpickler, UnsafePickleError, WeightsFileError, _ModuleStub, read_mat,
+from ..readers import (ModuleStub, RestrictedUnpickler, UnsafePickleError, WeightsFileError, read_mat,
                       read_mxnet_params, read_npz, read_torch_file, state_dict_of)
 from .registry import build
 
@@ -101,7 +101,7 @@ def _vdsr_from_mat(m):
 def read_weights(path, kind=None):
     """Read a weights file into ``{name: float32 ndarray}`` in the *source's* names.
 
-    ``.npz``: :func:`~tinysr.models.readers.read_npz` (no pickle); ``.mat``: ``kind`` (``"srcnn"``,
+    ``.npz``: :func:`~tinysr.readers.read_npz` (no pickle); ``.mat``: ``kind`` (``"srcnn"``,
     ``"fsrcnn"``, ``"vdsr"``) picks the layout; ``.pth``: :func:`read_torch_file` (a ``{"model": module}``
     pickle is read with module stubs and turned into its state dict); ``.params``: MXNet. A file whose
     contents do not fit its format or the layout raises :class:`WeightsFileError`.
@@ -126,7 +126,7 @@ def read_weights(path, kind=None):
                                        f"{type(e).__name__}: {e}") from None
     elif suffix in (".pth", ".pt"):
         obj = read_torch_file(path, module_stubs=True, extra_classes={("vdsr", "Net"), ("vdsr", "Conv_ReLU_Block")})
-        if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], _ModuleStub):
+        if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], ModuleStub):
             try:
                 obj = state_dict_of(obj["model"])
             except ValueError as e:
@@ -474,8 +474,7 @@ def prepare_pair(hr, scale, protocol):
 
 
 def _run(model, inp):
-    from .. import no_grad
-    from ..autograd import Tensor
+    from ..autograd import Tensor, no_grad
     with no_grad():
         out = model(Tensor(inp[None, None].astype(np.float32)))
     return np.asarray(out.data[0, 0], dtype=np.float64)

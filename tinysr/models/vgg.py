@@ -170,7 +170,7 @@ def _where_to_get():
 
 
 def _read_state(path):
-    from .readers import UnsafePickleError, read_npz, read_torch_file
+    from ..readers import UnsafePickleError, read_npz, read_torch_file
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"VGG-19 weights file not found: {path}; {_where_to_get()}.")

@@ -106,7 +106,7 @@ def _rebuild_parameter(data, requires_grad=True, backward_hooks=None, *unused):
     return data
 
 
-class _ModuleStub:
+class ModuleStub:
     """Inert stand-in for a pickled ``nn.Module`` class: it only keeps the object's ``__dict__``.
 
     Instantiating it runs no code of the file; the state (``_parameters``, ``_modules``) becomes a
@@ -133,7 +133,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     types, each mapped to a tinysr replacement that only builds arrays. With ``module_stubs=True``
     (for files that pickled a whole module, e.g. twtygqyy's VDSR), classes in ``torch.nn.modules.*``
     and the classes named in ``extra_classes`` (``{("vdsr", "Net"), ...}``) become the inert
-    :class:`_ModuleStub`; they are never imported. Any other global raises
+    :class:`ModuleStub`; they are never imported. Any other global raises
     :class:`UnsafePickleError` naming it -- before anything is executed.
 
     Persistent ids ``('storage', type, key, location, numel[, view])`` become storages registered in
@@ -163,7 +163,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _StorageType(name)
         if self.module_stubs:
             if module.startswith("torch.nn.modules.") or (module, name) in self.extra_classes:
-                return _ModuleStub
+                return ModuleStub
             if (module, name) == ("torch.nn.backends.thnn", "_get_thnn_function_backend"):
                 return _stub_function
         raise UnsafePickleError(
@@ -174,8 +174,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         # ('storage', storage_type, key, location, numel[, view_metadata]); legacy whole-module
         # pickles also record ('module', class, source file, source code) for each module class.
-        if self.module_stubs and isinstance(pid, tuple) and pid and pid[0] == "module" and pid[1] is _ModuleStub:
-            return _ModuleStub
+        if self.module_stubs and isinstance(pid, tuple) and pid and pid[0] == "module" and pid[1] is ModuleStub:
+            return ModuleStub
         if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage":
             raise UnsafePickleError(f"{self.path}: unexpected persistent id {str(pid)[:80]}; only storages are allowed")
         stype, key, numel = pid[1], str(pid[2]), _int(pid[4])
@@ -262,7 +262,7 @@ def _materialise(obj, memo=None, active=None):
         if id(obj) not in memo:
             memo[id(obj)] = obj.to_numpy()
         return memo[id(obj)]
-    if not isinstance(obj, (dict, list, tuple, _ModuleStub)):
+    if not isinstance(obj, (dict, list, tuple, ModuleStub)):
         return obj
     if id(obj) in memo:
         return memo[id(obj)]
@@ -296,7 +296,7 @@ def state_dict_of(module, prefix="", _seen=None):
                 out[f"{prefix}{name}"] = v
     children = module.__dict__.get("_modules") or {}
     for name, child in (children.items() if isinstance(children, dict) else ()):
-        if isinstance(child, _ModuleStub):
+        if isinstance(child, ModuleStub):
             out.update(state_dict_of(child, f"{prefix}{name}.", _seen))
     return out
 

@@ -29,7 +29,7 @@ from .base import UnsafePickleError, WeightsFileError
 from .matlab import read_mat
 from .mxnet import read_mxnet_params
 from .npz import read_npz
-from .torch_pickle import TORCH_LEGACY_MAGIC, RestrictedUnpickler, _ModuleStub, read_torch_file, state_dict_of
+from .torch_pickle import TORCH_LEGACY_MAGIC, ModuleStub, RestrictedUnpickler, read_torch_file, state_dict_of
 
 __all__ = ["WeightsFileError", "UnsafePickleError", "RestrictedUnpickler", "read_torch_file",
-           "read_mxnet_params", "read_mat", "read_npz", "state_dict_of", "TORCH_LEGACY_MAGIC"]
+           "read_mxnet_params", "read_mat", "read_npz", "state_dict_of", "ModuleStub", "TORCH_LEGACY_MAGIC"]
