@@ -41,7 +41,6 @@ IMPORT_EXCEPTIONS = {
 # coordinator empties this list when the api.py split lands.
 ROOT_IMPORT_EXCEPTIONS = {
     "tinysr.api": "from . import __version__ (api.py split pending)",
-    "tinysr.gan": "from . import __version__ (api.py split pending)",
     "tinysr.leaderboard": "import tinysr, for tinysr.train / evaluate (api.py split pending)",
 }
 

@@ -310,17 +310,15 @@ def _wrap(value, like):
 def topological_order(root):
     """The order in which :meth:`Tensor.backward` visits the graph behind the Function ``root``.
 
-    Returns a list of the Functions reachable from ``root`` through their inputs' creators (only
-    inputs that require a gradient), ``root`` first and each Function before every Function that
-    produced one of its inputs: a *reverse topological order*.  When backward reaches a Function in
-    this order, every gradient flowing into its outputs has already arrived and been summed.  It is
-    the reverse post-order of a depth-first search, done with an explicit stack because DRCN's and
-    DRRN's graphs are deeper than Python's recursion limit.  ``topological_order(y.creator)`` for
-    ``y = Square()(x) * x`` is ``[Mul, Square]``.
+    The Functions reachable from ``root`` through inputs that require a gradient, ``root`` first and
+    each before every Function that produced one of its inputs (a *reverse topological order*), so
+    that every gradient into a Function's outputs has arrived and been summed when backward reaches
+    it.  ``topological_order(y.creator)`` for ``y = Square()(x) * x`` is ``[Mul, Square]``.  It is the
+    reverse post-order of a depth-first search with an explicit stack: DRCN's and DRRN's graphs are
+    deeper than Python's recursion limit.
     """
-    order, seen = [], set()
-    stack = [(root, False)]
-    while stack:  # iterative DFS: DRCN/DRRN graphs are deep enough to overflow recursion
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
         f, done = stack.pop()
         if done:
             order.append(f)
@@ -383,12 +381,11 @@ class Function:
     _KEEP_ON_RELEASE = frozenset({"inputs", "output_shapes", "output_dtypes", "needs_input_grad"})
 
     def release(self):
-        """Drop what was saved for backward (called once backward has run).
+        """Drop everything forward kept on ``self`` (called once backward has run), not just ``saved``.
 
-        Everything forward kept on ``self`` goes (``save_for_backward``'s arrays and any attribute such as
-        ReLU's output or a convolution's input), not just ``saved``: backward keeps every Function of the
-        graph alive until it ends, so an op that kept its arrays would hold them to the end of backward,
-        and a training step would reach its peak memory with every activation still alive.
+        Backward keeps every Function of the graph alive until it ends; an op that kept its arrays
+        (ReLU's output, a convolution's input) would hold them to the end, and a training step would
+        reach its peak memory with every activation still alive.
         """
         for name in [k for k in self.__dict__ if k not in self._KEEP_ON_RELEASE]:
             del self.__dict__[name]
@@ -423,10 +420,7 @@ def unbroadcast(grad, shape):
     ndim_extra = grad.ndim - len(shape)
     axes = tuple(range(ndim_extra)) + tuple(
         i + ndim_extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + ndim_extra] != 1)
-    g = grad.sum(axis=axes, keepdims=True)
-    if ndim_extra:
-        g = g.reshape(g.shape[ndim_extra:])
-    return g.reshape(shape)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
 # ---------------------------------------------------------------------- elementwise arithmetic
@@ -567,9 +561,7 @@ class Transpose(Function):
         return x.transpose(self.axes)
 
     def backward(self, gy):
-        if self.axes is None:
-            return gy.transpose()
-        return gy.transpose(tuple(np.argsort(self.axes)))
+        return gy.transpose() if self.axes is None else gy.transpose(tuple(np.argsort(self.axes)))
 
 
 def _normalize_axis(axis, ndim):
