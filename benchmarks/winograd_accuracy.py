@@ -2,6 +2,7 @@
 
     python benchmarks/winograd_accuracy.py                      # VDSR and EDSR-baseline, 500 steps each
     python benchmarks/winograd_accuracy.py --models vdsr --iterations 100 --algorithms im2col winograd4
+    python benchmarks/winograd_accuracy.py --algorithms im2col auto --patch-size edsr_baseline=24 --threads 1
 
 For each model, the same training command (fixed seed, scale 2, T91, Set5 evaluated at the end) runs once
 per algorithm in a fresh process with ``TINYSR_CONV`` set, and the script prints the final Set5 PSNR of
@@ -36,7 +37,7 @@ def final_psnr(run_dir):
     raise RuntimeError(f"no PSNR in the last evaluation of {run_dir}/history.json: {last}")
 
 
-def run(model, algorithm, iterations, seed, out, threads):
+def run(model, algorithm, iterations, seed, out, threads, patch_size=None):
     env = {**os.environ, "TINYSR_CONV": algorithm, "PYTHONPATH": str(REPO),
            "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     shared = REPO.parent / "shared" / "data"        # the workplace's copy of T91 and Set5, as the tests use
@@ -44,7 +45,7 @@ def run(model, algorithm, iterations, seed, out, threads):
         env["TINYSR_DATA"] = str(shared)
     cmd = [sys.executable, "-m", "tinysr", "train", model, "--scale", "2", "--iterations", str(iterations),
            "--seed", str(seed), "--eval-every", str(iterations), "--checkpoint-every", str(iterations),
-           "--out", str(out), "--fresh", "--no-progress"]
+           "--out", str(out), "--fresh", "--no-progress"] + (["--patch-size", str(patch_size)] if patch_size else [])
     t0 = time.time()
     subprocess.run(cmd, env=env, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return final_psnr(out), time.time() - t0
@@ -53,19 +54,24 @@ def run(model, algorithm, iterations, seed, out, threads):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["vdsr", "edsr_baseline"])
-    ap.add_argument("--algorithms", nargs="+", default=["im2col", "winograd4", "winograd2"])
+    ap.add_argument("--algorithms", nargs="+", default=["im2col", "winograd4", "winograd2"],
+                    help="TINYSR_CONV values; 'auto' is the per-layer choice every user gets")
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--patch-size", nargs="*", default=[], metavar="MODEL=SIZE",
+                    help="input patch side per model (default: the recipe's), e.g. edsr_baseline=24")
     ap.add_argument("--json", default=str(HERE / "results" / "winograd_accuracy.json"))
     args = ap.parse_args()
-    results = {"iterations": args.iterations, "seed": args.seed, "models": {}}
+    patches = {m: int(v) for m, v in (item.split("=") for item in args.patch_size)}
+    results = {"iterations": args.iterations, "seed": args.seed, "threads": args.threads, "patch_size": patches,
+               "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             row = {}
             for algorithm in args.algorithms:
                 psnr, seconds = run(model, algorithm, args.iterations, args.seed, Path(tmp) / f"{model}-{algorithm}",
-                                    args.threads)
+                                    args.threads, patches.get(model))
                 row[algorithm] = {"set5_psnr": psnr, "seconds": seconds}
                 print(f"{model:14} {algorithm:10} Set5 {psnr:.3f} dB  ({seconds:.0f} s)", flush=True)
             base = row.get("im2col", {}).get("set5_psnr")
