@@ -42,9 +42,9 @@ t0 = time.time()
 out = tinysr.upscale(img, model=net, scale=scale, tile=tile)
 sec = time.time() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-from tinysr.api import _auto_tile
+from tinysr.upscaling import auto_tile
 print(json.dumps({"model": name, "scale": scale, "input": [size, size, 3], "output": list(out.shape),
-                  "tile": tile if tile != "auto" else f"auto ({_auto_tile(net, img, scale, 'auto')} px)",
+                  "tile": tile if tile != "auto" else f"auto ({auto_tile(net, img, scale, 'auto')} px)",
                   "peak_rss_mb": peak / 1024, "rss_before_upscale_mb": base / 1024, "seconds": round(sec, 1)}))
 """
 

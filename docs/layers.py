@@ -18,9 +18,9 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 LAYERS = [
     ("lessons", "lessons/*.ipynb  ·  lessons/run.py  ·  lessons/results/", "#f6e7c1"),
     ("command line", "cli.py  ·  __main__.py  ·  demo.py", "#f3d9d9"),
-    ("what users call", "api.py (train, evaluate, upscale, compare, load, shipped weights)\n"
-                        "gan.py (SRGAN)  ·  leaderboard.py  ·  viz.py  ·  lesson.py  ·  options.py (rule table)",
-     "#f3d9d9"),
+    ("what users call", "api.py (the calls)  ·  fit.py (train)  ·  sampling.py  ·  upscaling.py  ·  evaluation.py\n"
+                        "shipped.py  ·  recipes.py  ·  gan.py (SRGAN)  ·  leaderboard.py  ·  viz.py  ·  lesson.py  ·  "
+                        "report.py  ·  options.py", "#f3d9d9"),
     ("training and inference", "trainer.py (Trainer)  ·  distributed.py (MPI / NCCL)\n"
                                "infer.py (tiles, ensemble, borders)",
      "#e2d9f3"),

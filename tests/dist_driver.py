@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinysr import api, distributed, optim  # noqa: E402
+from tinysr import distributed, optim, recipes, sampling  # noqa: E402
 from tinysr.data import datasets  # noqa: E402
 from tinysr.models.registry import build  # noqa: E402
 from tinysr.nn import init  # noqa: E402
@@ -47,11 +47,11 @@ def make_trainer(name, comm=None, out_dir=None, seed=0, checkpoint_every=1000, d
     net = build(name, scale=scale, **kw)
     if device != "cpu":
         net.to(device)
-    recipe = api.FAST_RECIPES[name]
-    sample, _ = api.training_sampler(net, images(), scale, recipe=recipe, recipe_name="fast", patch_size=patch,
-                                     batch_size=batch, log=lambda *a: None)
+    recipe = recipes.FAST_RECIPES[name]
+    sample, _ = sampling.training_sampler(net, images(), scale, recipe=recipe, recipe_name="fast", patch_size=patch,
+                                          batch_size=batch, log=lambda *a: None)
     opt = optim.Adam(net.parameters(), lr=1e-3)
-    loss = api._loss_fn(recipe, net, scale)
+    loss = recipes.loss_fn(recipe, net, scale)
     return Trainer(net, sample, opt, loss=loss, out_dir=out_dir, seed=seed, progress=False, log=lambda *a: None,
                    checkpoint_every=checkpoint_every, communicator=comm, device=device)
 

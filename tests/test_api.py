@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tinysr
-from tinysr import api, checkpoint, models, nn
+from tinysr import api, checkpoint, evaluation, models, nn, shipped
 from tinysr.backend import DeviceError
 from tinysr.data import ImageError, datasets, imwrite
 
@@ -73,14 +73,15 @@ def test_train_end_to_end_resume_message_history_and_checkpoint_meta(small_data,
 
 def test_resume_accepts_a_checkpoint_older_than_a_recipe_field():
     # Checkpoints written before a recipe field existed lack it; that run used the field's default.
-    from tinysr.api import FAST_RECIPES, _check_same_run
+    from tinysr.fit import check_same_run
+    from tinysr.recipes import FAST_RECIPES
     params = FAST_RECIPES["srcnn"].to_dict()
     meta = {"model": "srcnn", "scale": 3, "recipe": "fast", "recipe_params": params}
     older = {**meta, "recipe_params": {k: v for k, v in params.items() if k != "loss_border"}}
-    _check_same_run("old.npz", older, meta)
+    check_same_run("old.npz", older, meta)
     changed = {**meta, "recipe_params": {**params, "loss_border": 4}}
     with pytest.raises(ValueError, match="another run.*recipe_params"):
-        _check_same_run("old.npz", changed, meta)
+        check_same_run("old.npz", changed, meta)
 
 
 KILL_SCRIPT = textwrap.dedent("""
@@ -224,7 +225,7 @@ def test_load_rebuilds_checkpoints_and_explains_what_it_cannot(tmp_path, monkeyp
 
     empty = tmp_path / "noweights"
     empty.mkdir()
-    monkeypatch.setattr(api, "WEIGHTS_DIR", empty)
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", empty)
     with pytest.raises(ValueError, match="no weights are shipped"):
         tinysr.load("srcnn-x3")
     (empty / "manifest.json").write_text(json.dumps({"fsrcnn-x2": {"file": "w.npz", "model": "fsrcnn", "scale": 2}}))
@@ -291,7 +292,7 @@ def test_ship_weights_records_what_load_and_the_readme_need(small_data, tmp_path
     train, test = small_data
     r = tinysr.train("srcnn", scale=3, data=train, eval_data=None, iterations=2, batch_size=2, out_dir=tmp_path / "r",
                      progress=False, log=lambda m: None)
-    monkeypatch.setattr(api, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "weights")
     entry = api.ship_weights(r.checkpoint, "srcnn-x3", command="tinysr train srcnn --scale 3", train_seconds=12.3,
                              datasets=(test,))
     assert entry["psnr"]["test"] == pytest.approx(tinysr.evaluate("srcnn-x3", test)["psnr"], abs=1e-3)
@@ -339,7 +340,7 @@ def test_ship_weights_in_float16_halves_the_file_loads_float32_and_refuses_overs
     train, test = small_data
     r = tinysr.train("fsrcnn", scale=3, data=train, eval_data=None, iterations=2, batch_size=2, patch_size=10,
                      out_dir=tmp_path / "r", progress=False, log=lambda m: None)
-    monkeypatch.setattr(api, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "weights")
     full = api.ship_weights(r.checkpoint, "f32", command="c", train_seconds=1, datasets=(test,))
     half = api.ship_weights(r.checkpoint, "f16", command="c", train_seconds=1, datasets=(test,), dtype="float16")
     with np.load(tmp_path / "weights" / "f16.npz") as z:
@@ -352,10 +353,49 @@ def test_ship_weights_in_float16_halves_the_file_loads_float32_and_refuses_overs
     assert half["dtype"] == "float16" and half["psnr"]["test"] == pytest.approx(
         tinysr.evaluate("f16", test)["psnr"], abs=1e-3)
     assert abs(half["psnr"]["test"] - full["psnr"]["test"]) < 0.05
-    monkeypatch.setattr(api, "SHIP_LIMIT_BYTES", 1000)
+    monkeypatch.setattr(shipped, "SHIP_LIMIT_BYTES", 1000)
     with pytest.raises(ValueError, match="ships weights of at most"):
         api.ship_weights(r.checkpoint, "big", command="c", train_seconds=1, datasets=(test,))
     assert not (tmp_path / "weights" / "big.npz").exists()
+
+
+def test_ship_weights_takes_a_file_up_to_4_mb_and_refuses_a_larger_one_naming_its_size(small_data, tmp_path,
+                                                                                         monkeypatch):
+    _, test = small_data
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "weights")
+    nn.init.seed(0)
+    # an FSRCNN with a wide mapping: 1.6M weights, about 3 MB in float16 (as EDSR-baseline's 2.7 MB) and 6 MB
+    # in float32; it evaluates on the 20x20 LR test image in a moment
+    net = models.build("fsrcnn", scale=3, d=16, s=300, m=2)
+    ckpt = api.save_weights(net, tmp_path / "wide.npz")
+    entry = api.ship_weights(ckpt, "wide-f16", command="c", train_seconds=1, datasets=(test,), dtype="float16")
+    size = (tmp_path / "weights" / "wide-f16.npz").stat().st_size
+    assert 2 * 2 ** 20 < size <= 4 * 2 ** 20 and entry["dtype"] == "float16"
+    assert "wide-f16" in api.shipped_weights()
+    with pytest.raises(ValueError, match=r"^wide-f32 would be a 6\.\d MB file in float32; the package ships weights "
+                                         r"of at most 4 MB a file \(try dtype='float16'"):
+        api.ship_weights(ckpt, "wide-f32", command="c", train_seconds=1, datasets=(test,))
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["manifest.json", "wide-f16.npz"]
+
+
+def test_ship_weights_refuses_a_file_that_takes_the_weights_folder_over_20_mb(small_data, tmp_path, monkeypatch):
+    train, test = small_data
+    r = tinysr.train("fsrcnn", scale=3, data=train, eval_data=None, iterations=1, batch_size=2, patch_size=10,
+                     out_dir=tmp_path / "r", progress=False, log=lambda m: None)
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", folder)
+    # five shipped files, each within the 4 MB limit, filling the folder to 10 KB short of 20 MB
+    for i in range(5):
+        with open(folder / f"big{i}.npz", "wb") as f:
+            f.truncate(4 * 2 ** 20 - 2000)
+    with pytest.raises(ValueError, match=r"^one-more \(0\.\d MB in float32\) would bring tinysr/weights/ to 20\.0 MB, "
+                                         r"above the 20 MB the package ships in all"):
+        api.ship_weights(r.checkpoint, "one-more", command="c", train_seconds=1, datasets=(test,))
+    assert sorted(p.name for p in folder.iterdir()) == [f"big{i}.npz" for i in range(5)]
+    # replacing a shipped file frees its bytes
+    api.ship_weights(r.checkpoint, "big0", command="c", train_seconds=1, datasets=(test,))
+    assert (folder / "big0.npz").stat().st_size < 100_000 and "big0" in api.shipped_weights()
 
 
 def test_evaluate_border_zeros_runs_the_network_on_the_image_alone(small_data):
@@ -367,7 +407,7 @@ def test_evaluate_border_zeros_runs_the_network_on_the_image_alone(small_data):
     # by hand: the bicubic input straight through the network (its own zero padding), clipped, 8-bit, shaved
     from tinysr.metrics import psnr
     (name, hr), = datasets.named_images(test)[1]
-    net_in, ref = api._prepare_eval(hr, 3, "bicubic-y")
+    net_in, ref = evaluation.prepare_eval(hr, 3, "bicubic-y")
     with tinysr.no_grad():
         out = net(tinysr.tensor(net_in.astype(np.float32))).data[0, 0]
     assert zeros["psnr"] == pytest.approx(psnr(np.clip(out, 0, 1), ref, 3), abs=1e-9)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tinysr import api, models, optim
+from tinysr import api, models, optim, recipes
 
 registry = importlib.import_module("tinysr.models.registry")   # the module (models.registry is its function)
 
@@ -54,13 +54,13 @@ def _opt():
 def test_an_unimplemented_schedule_raises_instead_of_a_constant_rate(schedule):
     recipe = replace(models.get_spec("vdsr").recipe, lr_schedule=schedule)
     with pytest.raises(ValueError, match="not implemented"):
-        api._make_schedule(_opt(), recipe, 100, 10, log=lambda m: None)
+        recipes.make_schedule(_opt(), recipe, 100, 10, log=lambda m: None)
 
 
 def test_the_implemented_schedules_still_build():
     for s in ({"type": "cosine"}, {"type": "step", "milestones": [5]}, {"type": "step", "every_epochs": 2}):
         recipe = replace(models.get_spec("vdsr").recipe, lr_schedule=s)
-        assert api._make_schedule(_opt(), recipe, 100, 10, log=lambda m: None) is not None
+        assert recipes.make_schedule(_opt(), recipe, 100, 10, log=lambda m: None) is not None
 
 
 def test_an_unimplemented_augmentation_raises():
@@ -86,5 +86,5 @@ def test_loss_border_with_drcn_recursive_supervision_raises():
     net = models.build("drcn", scale=2, recursions=2, channels=4)
     recipe = replace(models.get_spec("drcn").recipe, loss_border=4)
     with pytest.raises(ValueError, match="loss_border"):
-        api._loss_fn(recipe, net, 2, 10)
-    assert isinstance(api._loss_fn(replace(recipe, loss_border=0), net, 2, 10), api.RecursiveSupervision)
+        recipes.loss_fn(recipe, net, 2, 10)
+    assert isinstance(recipes.loss_fn(replace(recipe, loss_border=0), net, 2, 10), recipes.RecursiveSupervision)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tinysr
-from tinysr import api, checkpoint, cli, options
+from tinysr import api, checkpoint, cli, options, upscaling
 
 
 def _quiet(lines):
@@ -287,7 +287,7 @@ def _png_header_only(path, w, h):
 
 def test_a_huge_upscale_is_refused_before_the_image_is_decoded(tmp_path, monkeypatch, capsys):
     big = _png_header_only(tmp_path / "big.png", 9500, 9500)
-    monkeypatch.setattr(api, "_read_image", lambda image: pytest.fail("decoded before the memory check"))
+    monkeypatch.setattr(upscaling, "read_image", lambda image: pytest.fail("decoded before the memory check"))
     with pytest.raises(MemoryError) as e:
         api.upscale(big, "fsrcnn", scale=3)
     text = str(e.value)
@@ -304,7 +304,7 @@ def test_even_a_header_past_pils_bomb_limit_gets_the_memory_sentence(tmp_path, m
     from PIL import Image
     before = Image.MAX_IMAGE_PIXELS
     big = _png_header_only(tmp_path / "huge.png", 30000, 30000)      # 900 Mpx: PIL alone would refuse
-    monkeypatch.setattr(api, "_read_image", lambda image: pytest.fail("decoded before the memory check"))
+    monkeypatch.setattr(upscaling, "read_image", lambda image: pytest.fail("decoded before the memory check"))
     with pytest.raises(MemoryError, match="upscaling 30000x30000 to 60000x60000 needs about"):
         api.upscale(big, "fsrcnn", scale=2)
     assert Image.MAX_IMAGE_PIXELS == before and before is not None      # PIL's own guard is restored
@@ -332,7 +332,7 @@ def test_memory_estimate_follows_the_measured_peak(name):
         api.upscale(img, net, scale=3, tile=tile if tile else "off", max_memory_gb=None)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        est = api.upscale_memory(shape, net, 3, tile)
+        est = upscaling.upscale_memory(shape, net, 3, tile)
         assert math.isfinite(est) and peak / 2.5 <= est <= peak * 2.5, (shape, tile, peak, est)
 
 

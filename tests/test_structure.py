@@ -36,22 +36,13 @@ IMPORT_EXCEPTIONS = {
     ("tinysr_kernels.cuda.selftest", "tinysr"): "a self-test of the kernels against tinysr's ops",
 }
 
-# Modules that import the package root (``from . import __version__``, ``import tinysr``): each is to
-# be removed (``tinysr.version`` has the version; every other name has a module of its own).  The
-# coordinator empties this list when the api.py split lands.
-ROOT_IMPORT_EXCEPTIONS = {
-    "tinysr.api": "from . import __version__ (api.py split pending)",
-    "tinysr.leaderboard": "import tinysr, for tinysr.train / evaluate (api.py split pending)",
-}
+# Modules allowed to import the package root (``from . import __version__``, ``import tinysr``):
+# none (``tinysr.version`` has the version; every other name has a module of its own).
+ROOT_IMPORT_EXCEPTIONS = {}
 
 # (importer, imported module): a private name (``_x``) used across modules that are not in one package.
-# Each is to be removed; the list is empty when the code keeps the rule.
-PRIVATE_IMPORT_EXCEPTIONS = {
-    # api.py is being split into recipes / evaluation / shipped / upscaling / fit; gan.py and
-    # leaderboard.py then import public names of those modules.
-    ("tinysr.gan", "tinysr.api"): "api.py split pending",
-    ("tinysr.leaderboard", "tinysr.api"): "api.py split pending",
-}
+# None: the code keeps the rule.
+PRIVATE_IMPORT_EXCEPTIONS = {}
 
 
 # ----------------------------------------------------------------------------------------- the sources

@@ -6,7 +6,7 @@ Import what you need from here::
     from tinysr import nn, optim, functional as F
 
 The four calls most users need are ``tinysr.train``, ``tinysr.evaluate``, ``tinysr.upscale`` and
-``tinysr.load`` (see :mod:`tinysr.api`).
+``tinysr.load`` (see :mod:`tinysr.api`, which gathers them from the modules that do each job).
 
 Heavy or optional parts (data, metrics, the networks themselves) are imported on first use, so
 that ``import tinysr`` stays fast and never needs a GPU.
@@ -18,8 +18,8 @@ from .version import __version__  # noqa: E402,F401
 from .autograd import Tensor, Function, no_grad, enable_grad, is_grad_enabled, tensor  # noqa: E402
 from . import functional, nn, optim  # noqa: E402
 
-# ``tinysr.train`` is the training function (tinysr.api.train); the training loop lives in tinysr.trainer.
-from .api import train  # noqa: E402
+# ``tinysr.train`` is the training function (tinysr.fit.train); the training loop lives in tinysr.trainer.
+from .fit import train  # noqa: E402
 
 # name -> (module, attribute or None for the module itself)
 _LAZY = {
@@ -34,10 +34,10 @@ _LAZY = {
     "imread": ("tinysr.data.io", "imread"),
     "imwrite": ("tinysr.data.io", "imwrite"),
     "api": ("tinysr.api", None),
-    "evaluate": ("tinysr.api", "evaluate"),
-    "upscale": ("tinysr.api", "upscale"),
-    "load": ("tinysr.api", "load"),
-    "compare": ("tinysr.api", "compare"),
+    "evaluate": ("tinysr.evaluation", "evaluate"),
+    "upscale": ("tinysr.upscaling", "upscale"),
+    "load": ("tinysr.shipped", "load"),
+    "compare": ("tinysr.upscaling", "compare"),
 }
 
 

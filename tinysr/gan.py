@@ -34,11 +34,12 @@ import numpy as np
 
 from . import functional as F
 from . import nn, optim, options
-from .api import FAST_RECIPES, save_weights, training_sampler
-from .api import _load_training_images  # becomes fit.load_training_images
 from .autograd import Tensor, no_grad
 from .models.srresnet import SRGANDiscriminator
 from .models.vgg import VGG19_FILE
+from .recipes import FAST_RECIPES
+from .sampling import load_training_images, training_sampler
+from .shipped import save_weights
 from .trainer import Trainer
 
 __all__ = ["generator_adversarial_loss", "discriminator_loss", "train_srgan", "SRGANResult", "SRGANStep",
@@ -286,7 +287,7 @@ def _random_crops(gen, data, scale, patch_size, batch_size):
     recipe draws them."""
     if data is None:
         raise ValueError("train_srgan needs sample= (a batch function) or data= (training images)")
-    images = _load_training_images(data, scale, patch_size * scale, lambda m: None)
+    images = load_training_images(data, scale, patch_size * scale, lambda m: None)
     sample, _ = training_sampler(gen, images, scale, recipe=FAST_RECIPES["srresnet"], recipe_name="fast",
                                  patch_size=patch_size, batch_size=batch_size, log=lambda m: None)
     return sample

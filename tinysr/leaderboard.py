@@ -2,7 +2,7 @@
 
 The papers' tables compare networks that were each trained for as long as their authors could afford
 (SRCNN for days of SGD, EDSR on DIV2K for days on a GPU).  Here every method gets the same budget of
-wall-clock seconds of training on one machine, the fast recipe (:data:`tinysr.api.FAST_RECIPES`), the
+wall-clock seconds of training on one machine, the fast recipe (:data:`tinysr.recipes.FAST_RECIPES`), the
 same data (T91 + BSD200) and seed, and is then scored on Set5/Set14/B100 under the protocol.  What it
 shows: which design buys the most PSNR per CPU-second at a small budget.  What it does not show: how
 the methods rank when each is trained to convergence (the papers' numbers, printed beside ours) --
@@ -79,8 +79,8 @@ def machine():
 
 def _train(name, scale, iterations, *, data, out_dir, model_kwargs, seed, eval_data=None, progress=False,
            log=None, device="cpu"):
-    import tinysr
-    return tinysr.train(name, scale=scale, data=data, eval_data=eval_data, iterations=iterations, seed=seed,
+    from .fit import train
+    return train(name, scale=scale, data=data, eval_data=eval_data, iterations=iterations, seed=seed,
                         out_dir=out_dir, model_kwargs=dict(model_kwargs), progress=progress, device=device,
                         log=log or (lambda m: None), eval_every=max(iterations, 1),
                         checkpoint_every=max(min(1000, iterations // 10), 1))
@@ -93,12 +93,12 @@ def seconds_per_step(name, scale, *, data=None, model_kwargs=None, steps=3, seed
     ``steps``: data loading happens before the loop, and the first step (compilation, buffers) and the
     final checkpoint are in both, so none of them is counted.
     """
-    import tinysr
+    from .fit import train
     data = DATA if data is None else data
     times = []
     for n in (1, 1, 1 + steps):          # the first run only loads the kernels into this process
         with tempfile.TemporaryDirectory() as tmp:
-            r = tinysr.train(name, scale=scale, data=data, eval_data=None, iterations=n, seed=seed, out_dir=tmp,
+            r = train(name, scale=scale, data=data, eval_data=None, iterations=n, seed=seed, out_dir=tmp,
                              model_kwargs=dict(model_kwargs or {}), progress=False, log=lambda m: None,
                              checkpoint_every=10 ** 9)
             times.append(r.history["seconds"])
@@ -136,9 +136,9 @@ def plan(budget_s, *, entries=None, data=None, steps=3, out=None, log=print):
 
 def inference_seconds_per_megapixel(model, scale, hr_size=256, repeats=3):
     """Median seconds to produce one megapixel of output with ``model`` (CPU, no tiling)."""
-    from . import no_grad, tensor
-    from .api import _convention
-    conv = _convention(model)
+    from .autograd import no_grad, tensor
+    from .evaluation import input_convention
+    conv = input_convention(model)
     side = hr_size if conv == "bicubic-y" else hr_size // scale
     ch = 3 if conv == "lr-rgb" else 1
     x = tensor(np.random.default_rng(0).random((1, ch, side, side)).astype(np.float32))
@@ -158,7 +158,7 @@ def inference_seconds_per_megapixel(model, scale, hr_size=256, repeats=3):
 
 
 def _describe(data):
-    from .api import _describe as describe
+    from .evaluation import describe
     d = describe(data)
     return d if isinstance(d, list) else [d]
 
@@ -183,8 +183,9 @@ def run(out, *, plan_data=None, data=None, datasets=TEST_SETS, only=None, device
     budget stays CPU time, only the wall clock shrinks (DRCN alone scores at ~10 CPU-minutes a megapixel).
     The network's inference time is still measured on the CPU, and each row records its device.
     """
-    import tinysr
     from . import backend, metrics
+    from .evaluation import evaluate
+    from .shipped import load
     device = backend.check_device(device)          # a missing GPU fails before any training
     out = Path(out)
     if plan_data is None:
@@ -214,7 +215,7 @@ def run(out, *, plan_data=None, data=None, datasets=TEST_SETS, only=None, device
         final = out / key / f"step_{int(e['iterations']):07d}.npz"
         if done and final.is_file():
             # scoring only: the finished network is its final checkpoint, no training data needed
-            model = tinysr.load(final, device=device)
+            model = load(final, device=device)
         else:
             # a missing checkpoint retrains the same network (the plan fixes the steps, the seed everything else)
             r = _train(e["name"], e["scale"], e["iterations"], data=plan_data["data"] if data is None else data,
@@ -223,7 +224,7 @@ def run(out, *, plan_data=None, data=None, datasets=TEST_SETS, only=None, device
             model = r.model
         scores = rows[key]["psnr_ssim"] if done else {}
         for ds in missing:
-            rep = tinysr.evaluate(model, ds, scale=e["scale"], device=device, progress=progress)
+            rep = evaluate(model, ds, scale=e["scale"], device=device, progress=progress)
             scores[ds] = [round(rep["psnr"], 3), round(rep["ssim"], 4)]
             log(f"     {ds}: {rep['psnr']:.3f} dB / {rep['ssim']:.4f}")
         if done:
@@ -247,14 +248,14 @@ def score_bicubic(results, datasets=None):
     learned to do better than its own input (VDSR-style networks) or than the interpolation it replaces.
     Scores already there are kept; returns ``results``.
     """
-    import tinysr
+    from .evaluation import evaluate
     datasets = tuple(results.get("datasets", TEST_SETS)) if datasets is None else tuple(datasets)
     floor = results.setdefault("bicubic", {})
     for s in sorted({r["scale"] for r in results["rows"].values()}):
         cell = floor.setdefault(f"x{s}", {})
         for ds in datasets:
             if ds not in cell:
-                rep = tinysr.evaluate("bicubic", ds, scale=s)
+                rep = evaluate("bicubic", ds, scale=s)
                 cell[ds] = [round(rep["psnr"], 3), round(rep["ssim"], 4)]
     return results
 
