@@ -14,8 +14,8 @@ function below:
 4. ``_run_length`` -- how many optimiser steps the run takes;
 5. ``_evaluator`` -- the periodic evaluation on the test set (:func:`tinysr.evaluation.run_eval`);
 6. the :class:`~tinysr.trainer.Trainer` with the recipe's optimiser, schedule, clipping and loss;
-7. ``_start`` -- tidy the run folder and continue an interrupted run, if it is the same run
-   (:func:`check_same_run`);
+7. :meth:`~tinysr.trainer.Trainer.begin` -- tidy the run folder and continue an interrupted run, if it is
+   the same run (:func:`check_same_run` beside the Trainer's own seed test);
 8. ``_final_report`` -- the final PSNR/SSIM, beside bicubic and the shipped weights.
 """
 from __future__ import annotations
@@ -137,9 +137,9 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     trainer = Trainer(net, sample, opt, loss=loss_fn(rec, net, scales[0], iterations), schedule=schedule,
                       clip=clip_fn, evaluate=evaluate_fn, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       out_dir=out_dir, seed=seed, meta=meta, device=device, log=log, progress=progress,
-                      communicator=comm)
+                      communicator=comm, check_run=check_same_run)
     evals = f"evaluating on {describe(eval_data)} every {eval_every}" if eval_data is not None else "no evaluation"
-    resumed = _start(trainer, out_dir, (opt, schedule), iterations, resume, comm, evals, log)
+    resumed = trainer.begin(iterations, resume=resume, plan=evals)
     trainer.run(iterations)
     last = checkpoint.latest(out_dir)
     final = (_final_report(net, eval_items, label, scales, (key, recipe_name, trainer.step), eval_data, name, log)
@@ -171,23 +171,6 @@ def _cadence(iterations, eval_every, checkpoint_every):
     if checkpoint_every is None:
         checkpoint_every = max(min(1000, iterations // 10), 1)
     return eval_every, checkpoint_every
-
-
-def _start(trainer, out_dir, optimisation, iterations, resume, comm, evals, log):
-    """Ready ``trainer`` to run: tidy the run folder, then resume it or say that the run starts fresh.
-
-    Rank 0 owns the run folder's files: it removes the half-written temporaries a killed run may have
-    left.  With ``resume`` the run continues from its newest readable checkpoint (``_resume``);
-    ``optimisation`` is ``(optimiser, schedule)``.  Returns the checkpoint resumed from, or None.
-    """
-    if comm is None or comm.is_root:
-        for tmp in checkpoint.remove_stale_temporaries(out_dir):
-            log(f"==> removed {tmp.name}, a half-written file left by a run that was killed while saving")
-    opt, schedule = optimisation
-    resumed = _resume(trainer, out_dir, trainer.meta, opt, schedule, iterations, log) if resume else None
-    if resumed is None:
-        log(f"==> starting fresh in {out_dir} ({iterations} steps, {evals})")
-    return resumed
 
 
 def _check_options(scale, device, **numbers):
@@ -371,41 +354,6 @@ def _final_report(net, eval_items, label, scales, run, eval_data, name, log):
         final["per_scale"] = {s: {"psnr": r_s["psnr"], "ssim": r_s["ssim"]} for s, r_s in per_scale.items()}
     final.update(baselines(eval_data, name, scales[0], log))
     return final
-
-
-def _resume(trainer, out_dir, meta, opt, schedule, iterations, log):
-    """Continue ``trainer`` from the newest checkpoint in ``out_dir`` that reads back (naming any newer one
-    skipped, and why); returns its path, or None for a fresh run.  The checkpoint's run must be this one
-    (:func:`check_same_run`) up to the rate, the clipping and the patch size: those changes are logged,
-    recorded in ``history.json`` under ``"changes"``, and a new rate takes over through the schedule."""
-    latest, loaded, skipped = checkpoint.newest_valid(out_dir)
-    for bad, why in skipped:
-        log(f"==> skipping {bad}: {why}")
-    if latest is None and skipped:
-        raise ValueError(f"no checkpoint in {out_dir} can be read ({len(skipped)} tried, the newest: "
-                         f"{skipped[0][1]}); move them elsewhere to start this run afresh")
-    if latest is None:
-        return None
-    old = loaded[2]
-    changes = check_same_run(latest, old, meta)
-    fresh_lrs = [g["initial_lr"] for g in opt.param_groups]
-    resumed = trainer.resume(latest, loaded)
-    log(f"==> resuming from {resumed} at step {trainer.step} of {iterations}")
-    if changes:
-        if "lr" in changes:
-            # the checkpoint's optimiser state carries the old rates; the new base rate (and the
-            # per-layer rates in proportion) takes over from here, through the schedule if any
-            for g, lr0 in zip(opt.param_groups, fresh_lrs):
-                g["initial_lr"] = g["lr"] = lr0
-            if schedule is not None:
-                schedule.load_state_dict(schedule.state_dict())
-        trainer.history.setdefault("changes", []).append({"step": trainer.step, **changes})
-        log("==> changed on resume (recorded in history.json): " + "; ".join(
-            f"{k} {v['from']!r} -> {v['to']!r}" for k, v in changes.items()))
-    if old.get("iterations") not in (None, iterations):
-        log(f"==> the run was planned for {old['iterations']} steps and now runs to {iterations}: the "
-            f"learning-rate schedule is re-planned over {iterations} steps from step {trainer.step}")
-    return resumed
 
 
 # What makes two runs the same run: resuming with any of these changed would silently train a model that

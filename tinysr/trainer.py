@@ -118,6 +118,9 @@ class Trainer:
     same_run, may_change : entries of ``meta`` that make a checkpoint this run's (a resume from one
         that differs is refused, as is one with another seed), and entries a resumed run may change
         (each change is logged and recorded in the history under ``"changes"``); see :meth:`resume`
+    check_run : callable(path, old_meta, meta) -> changes, a further test a checkpoint must pass to be this
+        run's (:func:`tinysr.fit.check_same_run` compares recipes field by field); it raises to refuse
+        and returns the entries allowed to differ, as ``{key: {"from": old, "to": new}}``
     explode_factor : a loss this many times the median of the (up to 50) losses before it counts as
         exploding; the guard works from the second step on (the first can only be non-finite), and
         every checkpoint is preceded by the same test of the just-updated parameters on the step's
@@ -129,7 +132,8 @@ class Trainer:
 
     def __init__(self, model=None, sample=None, optimizer=None, *, loss=None, schedule=None, clip=None, step=None,
                  evaluate=None, eval_every=0, checkpoint_every=1000, out_dir=None, seed=0, meta=None, device="cpu",
-                 explode_factor=1e4, log=print, progress=True, communicator=None, same_run=(), may_change=()):
+                 explode_factor=1e4, log=print, progress=True, communicator=None, same_run=(), may_change=(),
+                 check_run=None):
         if sample is None:
             raise TypeError("Trainer needs sample=, a function rng -> (x, y) of training batches")
         if step is None:
@@ -152,7 +156,7 @@ class Trainer:
         self.evaluate, self.eval_every, self.checkpoint_every = evaluate, eval_every, checkpoint_every
         self.out_dir = Path(out_dir) if out_dir else None
         self.seed, self.meta, self.device = seed, dict(meta or {}), device
-        self.same_run, self.may_change = tuple(same_run), tuple(may_change)
+        self.same_run, self.may_change, self.check_run = tuple(same_run), tuple(may_change), check_run
         self.explode_factor, self.log, self.progress = explode_factor, log, progress
         self.rng = np.random.default_rng(seed)
         self.step = 0
@@ -236,9 +240,15 @@ class Trainer:
             return None
         state, opt_state, meta = loaded
         changes = self._check_same_run(path, meta)
+        if self.check_run is not None:
+            changes.update(self.check_run(path, meta, self.meta))
+        # The rates this run was built with take over from the checkpoint's: a resumed run may lower them.
+        fresh = [{k: g[k] for k in ("lr", "initial_lr") if k in g} for g in getattr(self.optimizer, "param_groups", ())]
         self.model.load_state_dict(state)
         if opt_state is not None:
             self.optimizer.load_state_dict(opt_state)
+            for group, rates in zip(getattr(self.optimizer, "param_groups", ()), fresh):
+                group.update(rates)
         self.step = int(meta["step"])
         self.rng.bit_generator.state = meta["rng_state"]
         self.history = meta["history"]
@@ -250,6 +260,10 @@ class Trainer:
             now = ", ".join(f"{k} {v['to']!r}" for k, v in changes.items())
             self.log(f"==> {Path(path).name} was written with {was}; the run goes on with {now} (recorded in "
                      "history.json under 'changes')")
+        planned, now = meta.get("iterations"), self.meta.get("iterations")
+        if planned is not None and now is not None and planned != now:
+            self.log(f"==> the run was planned for {planned} steps and now runs to {now}: the learning-rate "
+                     f"schedule is re-planned over {now} steps from step {self.step}")
         return path
 
     def _check_same_run(self, path, old):
@@ -272,26 +286,30 @@ class Trainer:
         return {k: {"from": old[k], "to": self.meta.get(k)} for k in self.may_change
                 if k in old and norm(old[k]) != norm(self.meta.get(k))}
 
-    def begin(self, iterations, resume=True):
+    def begin(self, iterations, resume=True, plan=""):
         """Open ``out_dir`` for a run of ``iterations`` steps: delete the half-written temporaries a killed
         run left there, then continue from the newest checkpoint that reads back (``resume=True``, see
         :meth:`resume`), or with ``resume=False`` refuse a folder that already holds checkpoints.  Says
-        which in the log; returns the checkpoint resumed from, or None."""
+        which in the log (a fresh start with ``plan``, e.g. what it evaluates); returns the checkpoint resumed
+        from, or None."""
         if self.out_dir is None:
             return None
         if self._writes():
             for tmp in checkpoint.remove_stale_temporaries(self.out_dir):
                 self.log(f"==> removed {tmp.name}, a half-written file left by a run that was killed while saving")
-        found = checkpoint.latest(self.out_dir)
-        if found is not None and not resume:
+        if not resume and checkpoint.latest(self.out_dir) is not None:
             raise ValueError(f"{self.out_dir} already holds checkpoints of an earlier run; choose another output "
                              "folder, or resume to continue it")
-        path = self.resume() if resume else None
-        if path is None and found is not None:
-            raise ValueError(f"no checkpoint in {self.out_dir} can be read (the newest is {found.name}); move them "
-                             "elsewhere to start this run afresh")
+        path, loaded, skipped = checkpoint.newest_valid(self.out_dir) if resume else (None, None, [])
+        for bad, why in skipped:
+            self.log(f"==> skipping {bad}: {why}")
+        if path is None and skipped:
+            raise ValueError(f"no checkpoint in {self.out_dir} can be read ({len(skipped)} tried, the newest: "
+                             f"{skipped[0][1]}); move them elsewhere to start this run afresh")
+        if path is not None:
+            path = self.resume(path, loaded)
         if path is None:
-            self.log(f"==> starting fresh in {self.out_dir} ({iterations} steps)")
+            self.log(f"==> starting fresh in {self.out_dir} ({iterations} steps{', ' + plan if plan else ''})")
         else:
             self.log(f"==> resuming from {path} at step {self.step} of {iterations}")
         return path
