@@ -493,3 +493,45 @@ def test_evaluate_can_show_a_progress_bar_over_the_images(small_data, capsys):
     assert "image" not in capsys.readouterr().err
     shown = tinysr.evaluate("fsrcnn-x3", str(test), scale=3, progress=True)
     assert "test x3" in capsys.readouterr().err and shown["psnr"] == quiet["psnr"]
+
+
+def test_ship_weights_records_the_curve_and_a_run_started_from_them_continues_it(small_data, tmp_path, monkeypatch):
+    train, test = small_data
+    kw = dict(scale=2, data=train, eval_data=test, batch_size=2, progress=False, log=lambda m: None,
+              model_kwargs={"blocks": 1, "channels": 8}, eval_every=2)
+    first = tinysr.train("edsr_baseline", iterations=4, out_dir=tmp_path / "a", **kw)
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "weights")
+    entry = api.ship_weights(first.checkpoint, "tiny-x2", command="c", train_seconds=1, datasets=(test,))
+    evals = first.history["eval"]
+    assert [p["step"] for p in entry["curve"]] == [e["step"] for e in evals] == [2, 4]
+    assert entry["curve"][-1]["cpu_hours"] == pytest.approx(evals[-1]["seconds"] * evals[-1]["threads"] / 3600,
+                                                            abs=1e-3)
+    # a fresh folder started from the shipped weights: the same network at step 0, and the curve goes on
+    lines = []
+    second = tinysr.train("edsr_baseline", iterations=2, out_dir=tmp_path / "b", init_from="tiny-x2",
+                          **{**kw, "log": lines.append})
+    assert any("starting from the weights tiny-x2" in m and "arrays copied" in m for m in lines), lines
+    _, _, meta = checkpoint.load(second.checkpoint)
+    assert meta["init_from"] == {"weights": "tiny-x2", "steps": 4, "copied": meta["init_from"]["copied"]}
+    again = api.ship_weights(second.checkpoint, "tiny-x2", command="c", train_seconds=1, datasets=(test,))
+    assert again["steps"] == 6 and [p["step"] for p in again["curve"]] == [2, 4, 6]
+    assert again["curve"][2]["cpu_hours"] >= again["curve"][1]["cpu_hours"]
+
+
+def test_init_from_copies_what_matches_and_refuses_weights_of_another_design(small_data, tmp_path, monkeypatch):
+    train, _ = small_data
+    kw = dict(data=train, eval_data=None, batch_size=2, progress=False, log=lambda m: None, iterations=1)
+    x2 = tinysr.train("edsr_baseline", scale=2, out_dir=tmp_path / "x2", model_kwargs={"blocks": 1, "channels": 8},
+                      **kw)
+    lines = []
+    net = tinysr.models.build("edsr_baseline", scale=4, blocks=1, channels=8)
+    from tinysr.fit import _init_from
+    start = _init_from(net, x2.checkpoint, lines.append)
+    ours, theirs = net.state_dict(), x2.model.state_dict()
+    body = [k for k in ours if k in theirs and ours[k].shape == theirs[k].shape]
+    fresh = [k for k in ours if k not in body]
+    assert body and fresh and start["copied"] == len(body)          # head and body copied, the x4 tail is new
+    assert all(np.array_equal(ours[k], theirs[k]) for k in body)
+    assert all(k in lines[0] for k in fresh)
+    with pytest.raises(ValueError, match="share no parameter .* give weights of the same architecture"):
+        tinysr.train("srcnn", scale=2, out_dir=tmp_path / "s", init_from=x2.checkpoint, **kw)

@@ -110,7 +110,7 @@ def _cmd_train(args):
                         recipe=args.recipe, iterations=args.iterations, epochs=args.epochs,
                         batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, clip=args.clip,
                         seed=args.seed, out_dir=args.out, resume=not args.fresh, eval_every=args.eval_every,
-                        checkpoint_every=args.checkpoint_every, model_kwargs=kw,
+                        checkpoint_every=args.checkpoint_every, model_kwargs=kw, init_from=args.init_from,
                         progress=not args.no_progress)
     from .distributed import launched_rank
     if launched_rank() == 0:     # under mpiexec, rank 0 speaks for the run
@@ -257,7 +257,8 @@ def _add_train_parser(sub):
                     "follows the paper (slow: SRCNN's took ~8e8 back-propagations).",
         epilog="examples:\n  tinysr train srcnn --scale 3 --iterations 20000\n"
                "  tinysr train fsrcnn --scale 3 --data T91 BSD200 --out runs/fsrcnn-x3\n"
-               "  tinysr train srcnn --scale 3 --recipe paper --iterations 100000 --variant 9-5-5")
+               "  tinysr train srcnn --scale 3 --recipe paper --iterations 100000 --variant 9-5-5\n"
+               "  tinysr train edsr_baseline --scale 4 --init-from edsr_baseline-x2   # x4 starts from the x2 body")
     t.add_argument("model", help="a registry name (see `tinysr models`): srcnn, fsrcnn, vdsr, ...")
     t.add_argument("--scale", type=argtype("scale"), nargs="+", default=[3],
                    help="upscaling factor (default 3); several (--scale 2 3 4) train one network for all of them "
@@ -288,6 +289,9 @@ def _add_train_parser(sub):
     t.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     t.add_argument("--out", default=None, help="run folder (default runs/<model>-x<scale>-<recipe>-seed<seed>)")
     t.add_argument("--fresh", action="store_true", help="refuse to continue an earlier run in --out")
+    t.add_argument("--init-from", default=None, metavar="WEIGHTS",
+                   help="start from trained weights (a shipped name such as edsr_baseline-x2, or a checkpoint): "
+                        "parameters of the same name and shape are copied, with a fresh optimiser")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     t.set_defaults(func=_cmd_train)
 

@@ -24,9 +24,10 @@ import platform
 
 import numpy as np
 
-from . import options
+from . import checkpoint, options
 from .models.common import INPUT_CONVENTIONS, SRModel
-from .shipped import load_checkpoint_file, record_shipped, resolve_model, shipped_weights, stage_weights
+from .shipped import (load_checkpoint_file, record_shipped, resolve_model, shipped_weights, stage_weights,
+                      training_curve)
 
 __all__ = ["input_convention", "check_scale", "check_eval_size", "prepare_eval", "run_eval",
            "evaluate", "baselines", "describe", "results_table", "ship_weights"]
@@ -231,17 +232,22 @@ def ship_weights(checkpoint_path, name, *, command, train_seconds, machine=None,
     :func:`~tinysr.shipped.load`, :func:`~tinysr.shipped.shipped_weights` and the results table of
     ``docs/results.md`` rely on: model, build arguments, scale, the exact reproducing ``command``, the
     training time and the ``machine`` it was measured on (default: this process's CPU count and
-    architecture), and the measured PSNR/SSIM.  A file over the package's limits
+    architecture), the measured PSNR/SSIM, and the run's ``curve`` of Set5 PSNR against CPU hours
+    (:func:`~tinysr.shipped.training_curve`, drawn by ``docs/training_cost.py``).  A file over the package's limits
     (:func:`tinysr.shipped.check_ship_size`: 4 MB a file, 20 MB in all) is refused in one sentence and
     nothing is written.  Returns the entry.
     """
+    history = checkpoint.load(checkpoint_path)[2].get("history", {})
     path, keep = stage_weights(checkpoint_path, name, dtype)
+    curve = training_curve(history, keep.get("init_from"))    # read before this entry replaces an earlier one
     state_model, _ = load_checkpoint_file(path)      # evaluate what users will load, rounding included
     entry = {"file": f"{name}.npz", "dtype": dtype, "model": keep["model"], "model_kwargs": keep["model_kwargs"],
              "scale": keep["scale"], "recipe": keep["recipe"], "steps": keep["step"], "seed": keep["seed"],
              "data": keep["data"], "command": command, "train_seconds": round(float(train_seconds)),
              "machine": machine or f"{os.cpu_count()}-core {platform.machine()} CPU", "note": note,
-             "psnr": {}, "ssim": {}}
+             "psnr": {}, "ssim": {}, "curve": curve}
+    if keep.get("init_from"):
+        entry["init_from"] = keep["init_from"]
     for ds in datasets:
         rep = evaluate(state_model, ds, scale=keep["scale"])
         entry["psnr"][rep["dataset"]], entry["ssim"][rep["dataset"]] = round(rep["psnr"], 3), round(rep["ssim"], 4)

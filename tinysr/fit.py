@@ -69,7 +69,7 @@ class TrainResult:
 
 def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5", recipe="fast", iterations=None,
           epochs=None, batch_size=None, patch_size=None, lr=None, clip=None, seed=0, out_dir=None, resume=True,
-          eval_every=None, checkpoint_every=None, model_kwargs=None, progress=True, log=_log_default):
+          eval_every=None, checkpoint_every=None, model_kwargs=None, init_from=None, progress=True, log=_log_default):
     """Train a super-resolution network and return a :class:`TrainResult`.
 
     Parameters
@@ -85,38 +85,36 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     eval_data : test set evaluated every ``eval_every`` steps and at the end (None: never).
     recipe : ``"fast"`` (tinysr's Adam recipe, :data:`FAST_RECIPES`), ``"paper"`` (the paper's, see
         ``tinysr.models.get_spec(name).recipe``) or a :class:`~tinysr.models.TrainingRecipe`.
-    iterations / epochs : length of the run (optimiser steps; an epoch is one pass over the recipe's
-        sub-images, or over non-overlapping patches of the training set for random crops).  Default:
-        the recipe's.
+    iterations / epochs : optimiser steps, or passes over the recipe's sub-images (or over
+        non-overlapping patches, for random crops); default: the recipe's.
     batch_size, patch_size, lr : override the recipe.
     clip : clip the gradients' global L2 norm to this value (replacing the recipe's clipping), or
         ``"off"`` for none; default: the recipe's.
     seed : seeds the initialisation and every random crop; a run is a function of its seed.
     out_dir : checkpoints, ``history.json`` and ``curves.png`` (default ``runs/<model>-x<s>-<recipe>-seed<seed>``).
-    resume : continue from the newest checkpoint in ``out_dir`` that reads back completely (it says so
-        loudly, and names any newer one it skipped and why); with ``resume=False`` an ``out_dir`` that
-        already holds checkpoints is refused. A resumed run may change ``lr``, ``clip`` and
-        ``patch_size`` (e.g. small patches early, larger later); each change is logged and recorded
-        in ``history.json`` under ``"changes"``. Anything else must match the checkpoint's run.
+    resume : continue from the newest checkpoint in ``out_dir`` that reads back (naming any newer one skipped);
+        ``resume=False`` refuses an ``out_dir`` with checkpoints.  A resumed run may change ``lr``, ``clip``
+        and ``patch_size`` (each change logged under ``"changes"`` in ``history.json``), and nothing else.
     model_kwargs : build arguments for a registry model (e.g. ``{"variant": "9-5-5"}``).
+    init_from : trained weights to start from (a shipped name or a checkpoint), copying every parameter of
+        the same name and shape with a fresh optimiser: EDSR's x4 starts from its x2 (Lim et al. 2017).
 
-    A loss that turns NaN or explodes stops the run with :class:`tinysr.trainer.TrainingDiverged`; the last
-    good checkpoint is kept and none is written from the diverged state.  Interrupting (Ctrl-C) keeps the
-    last checkpoint too: run the same call again to resume.  Every numeric argument is checked first
-    (:mod:`tinysr.options`): a wrong one is refused in one sentence before anything is read or written.
+    A loss that turns NaN or explodes stops the run (:class:`tinysr.trainer.TrainingDiverged`) with the last
+    good checkpoint kept; so does Ctrl-C: the same call resumes.  Every numeric argument is checked first
+    (:mod:`tinysr.options`), a wrong one refused in one sentence before anything is read or written.
     """
     from .distributed import from_environment
     from .trainer import Trainer
-    t_start = time.time()
-    o = _check_options(scale, device, iterations=iterations, epochs=epochs, batch_size=batch_size,
-                       patch_size=patch_size, lr=lr, clip=clip, seed=seed, eval_every=eval_every,
-                       checkpoint_every=checkpoint_every)
+    t_start, o = time.time(), _check_options(scale, device, iterations=iterations, epochs=epochs, lr=lr, clip=clip,
+                                             batch_size=batch_size, patch_size=patch_size, seed=seed,
+                                             eval_every=eval_every, checkpoint_every=checkpoint_every)
     scales, device, seed = o["scales"], o["device"], o["seed"]
     comm = from_environment(device)                  # under `mpiexec -n N`: one rank of a data-parallel run
     if comm is not None and not comm.is_root:
         log, progress = (lambda *args, **kwargs: None), False     # rank 0 speaks for the run
     net, name, key, build_kw, rec, recipe_name = _build_network(model, scales, recipe, seed, model_kwargs)
     rec = _override_recipe(rec, o["batch_size"], o["clip"])
+    started_from = _init_from(net, init_from, log) if init_from is not None else None
     ps = {s: patch_for(rec, s, o["patch_size"], key, recipe_name) for s in scales}
     out_dir = _out_dir(out_dir, key, scales, recipe_name, seed, resume)
     if device != "cpu":
@@ -133,7 +131,7 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
             "scales": list(scales), "recipe": recipe_name, "recipe_params": _recipe_dict(rec),
             "patch_size": ps[scales[0]] if len(scales) == 1 else {str(s): v for s, v in ps.items()},
             "lr": o["lr"] or rec.lr, "iterations": iterations, "data": describe(data),
-            "eval_data": describe(eval_data)}
+            "eval_data": describe(eval_data), "init_from": started_from}
     trainer = Trainer(net, sample, opt, loss=loss_fn(rec, net, scales[0], iterations), schedule=schedule,
                       clip=clip_fn, evaluate=evaluate_fn, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       out_dir=out_dir, seed=seed, meta=meta, device=device, log=log, progress=progress,
@@ -147,6 +145,24 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     log(f"==> checkpoint {last}; load it with tinysr.load({str(last)!r})")
     return TrainResult(model=net, history=trainer.history, metrics=final, out_dir=out_dir, checkpoint=last,
                        resumed_from=resumed, seconds=time.time() - t_start, recipe=_recipe_dict(rec))
+
+
+def _init_from(net, source, log):
+    """Copy into ``net`` every parameter of the weights ``source`` (a shipped name or a checkpoint path) that
+    has the same name and shape; returns what the checkpoint records of the start: the source, the steps
+    it had been trained for and how many arrays were copied.  Weights that share nothing are refused."""
+    from .shipped import load
+    src = load(source, for_inference=False)
+    theirs, ours = src.state_dict(), net.state_dict()
+    same = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    if not same:
+        raise ValueError(f"the weights {source!r} ({type(src).__name__}) share no parameter of the same name and "
+                         f"shape with this {type(net).__name__}: give weights of the same architecture")
+    net.load_state_dict({**ours, **same})
+    fresh = [k for k in ours if k not in same]
+    log(f"==> starting from the weights {source}: {len(same)} of {len(ours)} parameter arrays copied"
+        + (f"; initialised afresh: {', '.join(fresh)}" if fresh else ""))
+    return {"weights": str(source), "steps": int(src.tinysr_meta.get("step") or 0), "copied": len(same)}
 
 
 def _override_recipe(rec, batch_size, clip):
@@ -358,7 +374,7 @@ def _final_report(net, eval_items, label, scales, run, eval_data, name, log):
 
 # What makes two runs the same run: resuming with any of these changed would silently train a model that
 # no single command describes.  The length (``iterations``) may change: that extends or shortens a run.
-_SAME_RUN_KEYS = ("model", "scale", "scales", "recipe", "model_kwargs", "recipe_params", "data")
+_SAME_RUN_KEYS = ("model", "scale", "scales", "recipe", "model_kwargs", "recipe_params", "data", "init_from")
 # What a resumed run may change, as the divergence guard advises (a lower rate, clipping) or as a
 # curriculum does (small patches early, larger later); each change is recorded in history.json.
 _RESUME_MAY_CHANGE = ("lr", "patch_size")

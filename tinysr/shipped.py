@@ -27,8 +27,8 @@ from .version import __version__
 from .models.common import SRModel
 
 __all__ = ["WEIGHTS_DIR", "SHIP_LIMIT_BYTES", "SHIP_TOTAL_LIMIT_BYTES", "read_manifest", "shipped_weights",
-           "load_checkpoint_file", "load", "resolve_model", "save_weights", "check_ship_size", "stage_weights",
-           "record_shipped"]
+           "training_curve", "load_checkpoint_file", "load", "resolve_model", "save_weights", "check_ship_size",
+           "stage_weights", "record_shipped"]
 
 #: Where the weights that tinysr trained itself live (``<name>.npz`` + ``manifest.json``).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -213,7 +213,9 @@ def stage_weights(checkpoint_path, name, dtype="float32"):
     state_model, _ = load_checkpoint_file(checkpoint_path)
     _, _, meta = checkpoint.load(checkpoint_path)
     keep = {k: meta.get(k) for k in ("model", "model_kwargs", "scale", "recipe", "recipe_params", "seed", "step",
-                                     "data", "patch_size", "lr", "iterations", "tinysr_version")}
+                                     "data", "patch_size", "lr", "iterations", "tinysr_version", "init_from")}
+    # a run continued from trained weights counts the steps those weights had already had
+    keep["step"] = int(meta.get("step") or 0) + int((meta.get("init_from") or {}).get("steps", 0))
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS_DIR / f"{name}.npz"
     tmp = WEIGHTS_DIR / f".{name}.candidate.npz"
@@ -225,6 +227,21 @@ def stage_weights(checkpoint_path, name, dtype="float32"):
         raise
     os.replace(tmp, target)
     return target, keep
+
+
+def training_curve(history, init_from=None, manifest=None):
+    """The quality a run reached against the compute it spent: one point per evaluation in ``history``
+    (a checkpoint's), ``{"step", "cpu_hours", "psnr"}``, where CPU hours are the training seconds times the
+    threads the run used.  A run started from shipped weights (``init_from``, as :func:`tinysr.fit.train`
+    records it) continues the curve those weights shipped with, in steps and in hours."""
+    manifest = read_manifest() if manifest is None else manifest
+    before = manifest.get((init_from or {}).get("weights"), {}).get("curve", []) if init_from else []
+    steps0 = int(init_from.get("steps", 0)) if init_from else 0
+    hours0 = before[-1]["cpu_hours"] if before else 0.0
+    points = [{"step": steps0 + int(e["step"]), "psnr": round(float(e["psnr"]), 3),
+               "cpu_hours": round(hours0 + e["seconds"] * e.get("threads", 1) / 3600, 3)}
+              for e in history.get("eval", []) if "psnr" in e and "seconds" in e]
+    return before + points
 
 
 def record_shipped(name, entry):
