@@ -391,6 +391,42 @@ def layer_markdown(res):
     return "\n".join(rows)
 
 
+# ---------------------------------------------------------------------------------------------- networks
+def measure_model(name, reps, args, conv_mod):
+    """One measurement of ``name``: first-step latency, then training and inference throughput of tinysr and
+    PyTorch, interleaved (fresh models and batches each call)."""
+    n = SHAPES[name][0]
+    x, t = batch(name)
+    ours = tinysr_model(name)
+    theirs = torch_model(name, ours)
+    s_ours, s_theirs = tinysr_step_fn(name, ours, x, t), torch_step_fn(name, theirs, x, t)
+    first = {"tinysr": _time(s_ours, 1), "torch": _time(s_theirs, 1)}
+    a, b = race(s_ours, s_theirs, reps, 1 if name in ("VDSR", "EDSR") else 2)
+    train = {"tinysr": n / a, "torch": n / b}
+    img = image(name)
+    i_ours, i_theirs = tinysr_infer_fn(ours, img), torch_infer_fn(theirs, img)
+    i_ours(), i_theirs()  # warm-up (buffers, compilation for the new shapes)
+    a, b = race(i_ours, i_theirs, reps, 2)
+    infer = {"tinysr": 1 / a, "torch": 1 / b}
+    return {"train_patches_per_s": train, "train_ratio": train["tinysr"] / train["torch"],
+            "infer_images_per_s": infer, "infer_ratio": infer["tinysr"] / infer["torch"], "first_step_s": first,
+            "conv_impl": conv_mod.conv_impl(x).name,
+            "conv_algorithm": os.environ.get("TINYSR_CONV", "auto") or "auto"}
+
+
+def summarise(runs):
+    """Median and range of the ratios over ``runs`` (the table's entries when there are several runs)."""
+    out = {}
+    for key in ("train_ratio", "infer_ratio"):
+        values = [r[key] for r in runs]
+        out[key] = statistics.median(values)
+        out[key + "_range"] = [min(values), max(values)]
+    for key in ("train_patches_per_s", "infer_images_per_s"):
+        out[key] = {fw: statistics.median(r[key][fw] for r in runs) for fw in ("tinysr", "torch")}
+    out["runs"] = len(runs)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -401,6 +437,9 @@ def main():
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--layers", action="store_true", help="only the per-layer table")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="repeat the network measurements this many times in one process; the table gives the "
+                         "median and the range of the ratios over the runs (memory is measured once)")
     ap.add_argument("--json", default=str(HERE / "results" / "cpu.json"))
     ap.add_argument("--_memory", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -427,40 +466,21 @@ def main():
         results["layer_3x3_64"] = layer_table(args.threads, reps)
         print()
         print(layer_markdown(results["layer_3x3_64"]), flush=True)
-    for name in ([] if args.layers else args.models.split(",")):
-        n = SHAPES[name][0]
-        x, t = batch(name)
-        ours = tinysr_model(name)
-        theirs = torch_model(name, ours)
-        s_ours, s_theirs = tinysr_step_fn(name, ours, x, t), torch_step_fn(name, theirs, x, t)
-        t0 = time.perf_counter()
-        s_ours()
-        first_ours = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        s_theirs()
-        first_theirs = time.perf_counter() - t0
-        k = 1 if name in ("VDSR", "EDSR") else 2
-        a, b = race(s_ours, s_theirs, reps, k)
-        train = {"tinysr": n / a, "torch": n / b}
-
-        img = image(name)
-        i_ours, i_theirs = tinysr_infer_fn(ours, img), torch_infer_fn(theirs, img)
-        i_ours(), i_theirs()  # warm-up (buffers, compilation for the new shapes)
-        a, b = race(i_ours, i_theirs, reps, 2)
-        infer = {"tinysr": 1 / a, "torch": 1 / b}
-        del ours, theirs, s_ours, s_theirs, i_ours, i_theirs
-        conv_impl_name = conv_mod.conv_impl(x).name
-        entry = {"train_patches_per_s": train, "train_ratio": train["tinysr"] / train["torch"],
-                 "infer_images_per_s": infer, "infer_ratio": infer["tinysr"] / infer["torch"],
-                 "first_step_s": {"tinysr": first_ours, "torch": first_theirs}, "conv_impl": conv_impl_name,
-                 "conv_algorithm": os.environ.get("TINYSR_CONV", "auto") or "auto"}
-        if not args.no_memory:
-            mo, mt = measure_memory("tinysr", name, args.threads), measure_memory("torch", name, args.threads)
-            entry["train_peak_mib"] = {"tinysr": mo / 2**20, "torch": mt / 2**20}
-            entry["memory_ratio"] = mo / mt if mt else float("nan")
-        results["models"][name] = entry
-        print(f"{name}: train {entry['train_ratio']:.2f}x, infer {entry['infer_ratio']:.2f}x"
-              + (f", memory {entry['memory_ratio']:.2f}x" if "memory_ratio" in entry else ""), flush=True)
+    for run in range(args.runs):
+        if args.runs > 1:
+            print(f"run {run + 1} of {args.runs}", flush=True)
+        for name in ([] if args.layers else args.models.split(",")):
+            entry = measure_model(name, reps, args, conv_mod)
+            results.setdefault("runs", {}).setdefault(name, []).append(
+                {k: entry[k] for k in ("train_ratio", "infer_ratio", "train_patches_per_s", "infer_images_per_s")})
+            if run == 0 and not args.no_memory:
+                mo, mt = measure_memory("tinysr", name, args.threads), measure_memory("torch", name, args.threads)
+                entry["train_peak_mib"] = {"tinysr": mo / 2**20, "torch": mt / 2**20}
+                entry["memory_ratio"] = mo / mt if mt else float("nan")
+            results["models"][name] = {**results["models"].get(name, {}), **entry,
+                                       **summarise(results["runs"][name])}
+            print(f"{name}: train {entry['train_ratio']:.2f}x, infer {entry['infer_ratio']:.2f}x"
+                  + (f", memory {entry['memory_ratio']:.2f}x" if "memory_ratio" in entry else ""), flush=True)
     results["threads_info"] = th.info()
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -478,11 +498,16 @@ def table(results):
     for name, e in results["models"].items():
         tr, inf, fs = e["train_patches_per_s"], e["infer_images_per_s"], e["first_step_s"]
         mem = e.get("train_peak_mib")
-        rows.append(f"| {name} | {tr['tinysr']:.1f} / {tr['torch']:.1f} | **{e['train_ratio']:.2f}x** "
-                    f"| {inf['tinysr']:.2f} / {inf['torch']:.2f} | **{e['infer_ratio']:.2f}x** "
+        rng = {k: (f" ({e[k + '_range'][0]:.2f}-{e[k + '_range'][1]:.2f})" if e.get("runs", 1) > 1 else "")
+               for k in ("train_ratio", "infer_ratio")}
+        rows.append(f"| {name} | {tr['tinysr']:.1f} / {tr['torch']:.1f} | **{e['train_ratio']:.2f}x**{rng['train_ratio']} "
+                    f"| {inf['tinysr']:.2f} / {inf['torch']:.2f} | **{e['infer_ratio']:.2f}x**{rng['infer_ratio']} "
                     + (f"| {mem['tinysr']:.0f} / {mem['torch']:.0f} | **{e['memory_ratio']:.2f}x** " if mem else "| - | - ")
                     + f"| {fs['tinysr']:.2f} / {fs['torch']:.2f} |")
     m = results["machine"]
+    runs = max((e.get("runs", 1) for e in results["models"].values()), default=1)
+    if runs > 1:
+        rows.append(f"\nRatios: the median of {runs} runs in one process, the range in brackets; throughputs: medians.")
     rows.append(f"\n{m['processor']}, {m['cpus']} CPUs, {m['threads']} threads; {m['platform']}; "
                 f"numpy {m['numpy']}, torch {m['torch']}")
     return "\n".join(rows)
