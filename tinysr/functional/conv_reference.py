@@ -27,6 +27,7 @@ These functions are the teaching versions (vectorised, never a Python loop over 
 implementations (Numba on the CPU, CUDA on the GPU) live in ``kernels/`` and are tested against them;
 :mod:`tinysr.functional.dispatch` chooses between them.
 """
+import functools
 from fractions import Fraction
 
 import numpy as np
@@ -174,6 +175,13 @@ def winograd_matrices(m, r=3, dtype=np.float64):
     with the row or column of the point at infinity picking the leading coefficient.  The 2-D
     algorithm nests the 1-D one: ``Y = AT @ [(G g G^T) * (BT d B)] @ A``.
     """
+    return tuple(mat.astype(dtype) for mat in _exact_matrices(m, r))     # fresh arrays: callers may write
+
+
+@functools.lru_cache(maxsize=None)
+def _exact_matrices(m, r):
+    """The float64 ``(AT, G, BT)`` of :func:`winograd_matrices`, built once per ``(m, r)`` in exact fractions
+    (each training step transforms every filter, and the construction costs more than the transform)."""
     pts = [Fraction(p) for p in WINOGRAD_POINTS[m]] if r == 3 else None
     if pts is None or len(pts) != m + r - 2:
         raise ValueError(f"Winograd transforms are defined here for F(2|4|6, 3), not F({m}, {r})")
@@ -194,7 +202,7 @@ def winograd_matrices(m, r=3, dtype=np.float64):
     for q in pts:
         full = _poly_mul(full, [-q, Fraction(1)])
     bt.append(full)
-    return tuple(np.array([[float(v) for v in row] for row in mat], dtype=dtype) for mat in (at, g, bt))
+    return tuple(np.array([[float(v) for v in row] for row in mat], dtype=np.float64) for mat in (at, g, bt))
 
 
 def winograd_usable(x_shape, w_shape, stride, padding):
