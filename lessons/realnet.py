@@ -60,9 +60,13 @@ def _paper(shared, method, dataset, scale):
 
 def comparison_table(rows, scale, test_items, test_label, shared):
     """Print one line per row ``(label, model or "bicubic" or None, recorded key or None, paper method or None)``:
-    PSNR on ``test_items`` (computed now), the recorded full Set5 and Set14, the paper's Set5 and Set14.
+    PSNR on ``test_items`` (computed now), the recorded full Set5 and Set14 (``public_weights.json``, or the
+    manifest for weights shipped with tinysr), the paper's Set5 and Set14.
     Returns ``{label: PSNR here}`` (None for a row without a model)."""
     recorded = json.loads(RECORDED.read_text()) if RECORDED.is_file() else {}
+    # weights shipped with tinysr carry their own measured numbers in the package's manifest
+    recorded.update({k: {"psnr_ssim": {ds: [v, e["ssim"].get(ds)] for ds, v in e["psnr"].items()}}
+                     for k, e in tinysr.api.shipped_weights().items()})
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     print(f"x{scale}, Y-PSNR (dB)   here: {test_label}   Set5/Set14: recorded full test sets (tinysr.evaluate)   "
           "paper: the design's published figure")
