@@ -57,3 +57,22 @@ def test_results_table_lists_every_shipped_weight():
     table = tinysr.api.results_table()
     for name, e in SHIPPED.items():
         assert f"`{name}`" in table and e["command"] in table
+
+
+README_ROWS = {"SRCNN 9-1-5": "srcnn", "FSRCNN": "fsrcnn", "VDSR": "vdsr", "EDSR-baseline": "edsr_baseline"}
+
+
+def test_readme_results_give_the_manifests_set5_numbers():
+    """The README's "Results in brief" table shows each shipped weight's Set5 PSNR as the manifest records it
+    (which test_shipped_weights_reproduce_their_row checks against tinysr.evaluate), and no number for weights
+    that do not ship."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    seen = 0
+    for label, net in README_ROWS.items():
+        row = re.search(rf"^\| {re.escape(label)} \|([^|]*)\|([^|]*)\|([^|]*)\|", readme, flags=re.M)
+        assert row, f"README.md has no results row for {label}"
+        for scale, cell in zip((2, 3, 4), row.groups()):
+            value, entry = cell.strip().strip("*"), SHIPPED.get(f"{net}-x{scale}")
+            assert value == (f"{entry['psnr']['Set5']:.2f}" if entry else "-"), (label, scale, value)
+            seen += entry is not None
+    assert seen == sum(1 for n in SHIPPED if n.rsplit("-x", 1)[0] in README_ROWS.values())
