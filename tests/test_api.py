@@ -535,3 +535,15 @@ def test_init_from_copies_what_matches_and_refuses_weights_of_another_design(sma
     assert all(k in lines[0] for k in fresh)
     with pytest.raises(ValueError, match="share no parameter .* give weights of the same architecture"):
         tinysr.train("srcnn", scale=2, out_dir=tmp_path / "s", init_from=x2.checkpoint, **kw)
+
+
+def test_training_curve_counts_each_interval_at_its_own_thread_count():
+    history = {"eval": [{"step": 1000, "seconds": 3600.0, "threads": 1, "psnr": 35.0},
+                        {"step": 2000, "seconds": 5400.0, "threads": 2, "psnr": 36.0},
+                        {"step": 3000, "seconds": 7200.0, "threads": 2, "psnr": 36.5, "ssim": 0.9}]}
+    curve = shipped.training_curve(history, manifest={})
+    assert [p["cpu_hours"] for p in curve] == [1.0, 2.0, 3.0] and [p["step"] for p in curve] == [1000, 2000, 3000]
+    # continued from shipped weights: the earlier curve first, then this one shifted by its steps and hours
+    earlier = {"w-x2": {"curve": [{"step": 500, "cpu_hours": 0.5, "psnr": 34.0}]}}
+    more = shipped.training_curve(history, {"weights": "w-x2", "steps": 500}, manifest=earlier)
+    assert [p["step"] for p in more] == [500, 1500, 2500, 3500] and more[-1]["cpu_hours"] == 3.5

@@ -231,16 +231,22 @@ def stage_weights(checkpoint_path, name, dtype="float32"):
 
 def training_curve(history, init_from=None, manifest=None):
     """The quality a run reached against the compute it spent: one point per evaluation in ``history``
-    (a checkpoint's), ``{"step", "cpu_hours", "psnr"}``, where CPU hours are the training seconds times the
-    threads the run used.  A run started from shipped weights (``init_from``, as :func:`tinysr.fit.train`
-    records it) continues the curve those weights shipped with, in steps and in hours."""
+    (a checkpoint's), ``{"step", "cpu_hours", "psnr"}``, where CPU hours add up the training seconds of each
+    interval between evaluations times the threads the run used then.  A run started from shipped weights
+    (``init_from``, as :func:`tinysr.fit.train` records it) continues the curve those weights shipped with,
+    in steps and in hours."""
     manifest = read_manifest() if manifest is None else manifest
     before = manifest.get((init_from or {}).get("weights"), {}).get("curve", []) if init_from else []
     steps0 = int(init_from.get("steps", 0)) if init_from else 0
     hours0 = before[-1]["cpu_hours"] if before else 0.0
-    points = [{"step": steps0 + int(e["step"]), "psnr": round(float(e["psnr"]), 3),
-               "cpu_hours": round(hours0 + e["seconds"] * e.get("threads", 1) / 3600, 3)}
-              for e in history.get("eval", []) if "psnr" in e and "seconds" in e]
+    points, hours, seconds = [], hours0, 0.0
+    for e in history.get("eval", []):
+        if "psnr" in e and "seconds" in e:
+            # a resumed run may use another thread count: each interval counts at the threads of its end
+            hours += (e["seconds"] - seconds) * e.get("threads", 1) / 3600
+            seconds = e["seconds"]
+            points.append({"step": steps0 + int(e["step"]), "psnr": round(float(e["psnr"]), 3),
+                           "cpu_hours": round(hours, 3)})
     return before + points
 
 
