@@ -547,3 +547,11 @@ def test_training_curve_counts_each_interval_at_its_own_thread_count():
     earlier = {"w-x2": {"curve": [{"step": 500, "cpu_hours": 0.5, "psnr": 34.0}]}}
     more = shipped.training_curve(history, {"weights": "w-x2", "steps": 500}, manifest=earlier)
     assert [p["step"] for p in more] == [500, 1500, 2500, 3500] and more[-1]["cpu_hours"] == 3.5
+
+
+def test_a_shipped_name_loads_even_beside_a_run_folder_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "srcnn-x3").mkdir()                 # e.g. runs kept under the shipped names
+    monkeypatch.chdir(tmp_path)
+    assert tinysr.load("srcnn-x3").tinysr_meta["model"] == "srcnn"
+    with pytest.raises(FileNotFoundError, match="it is a folder"):
+        tinysr.load("./srcnn-x3")                   # a path names the folder

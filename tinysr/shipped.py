@@ -109,7 +109,9 @@ def load(name_or_path, *, device="cpu", for_inference=True):
     backend.check_device(device)
     key = os.fspath(name_or_path)
     p = Path(key)
-    looks_like_path = p.suffix.lower() == ".npz" or os.sep in key or "/" in key or p.exists()
+    # a bare shipped name stays a name even where a folder of that name (a run's) is in the working directory
+    looks_like_path = (p.suffix.lower() == ".npz" or os.sep in key or "/" in key
+                       or (p.exists() and key.lower() not in shipped_weights()))
     if looks_like_path:
         model, info = load_checkpoint_file(p)
     else:
