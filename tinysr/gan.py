@@ -104,8 +104,8 @@ class GeneratorAndDiscriminator(nn.Module):
 
 class _Both:
     """The generator's and the discriminator's Adam as one optimiser state for a checkpoint (the second's
-    state arrays are numbered after the first's parameters).  Loading keeps the learning rates this run
-    was given: a resumed run may lower them, and the Trainer records the change."""
+    state arrays are numbered after the first's parameters).  The Trainer keeps the learning rates this run
+    was given over the checkpoint's (through ``param_groups``): a resumed run may lower them."""
 
     def __init__(self, g, d):
         self.g, self.d = g, d
@@ -116,16 +116,17 @@ class _Both:
         return {"param_groups": {"g": sg["param_groups"], "d": sd["param_groups"], "split": n},
                 "state": {**sg["state"], **{i + n: v for i, v in sd["state"].items()}}}
 
+    @property
+    def param_groups(self):
+        """Both optimisers' groups, the generator's first: the Trainer keeps their rates over a checkpoint's."""
+        return self.g.param_groups + self.d.param_groups
+
     def load_state_dict(self, state):
-        rates = [[group["lr"] for group in opt.param_groups] for opt in (self.g, self.d)]
         groups, n = state["param_groups"], state["param_groups"]["split"]
         self.g.load_state_dict({"param_groups": groups["g"],
                                 "state": {i: v for i, v in state["state"].items() if int(i) < n}})
         self.d.load_state_dict({"param_groups": groups["d"],
                                 "state": {int(i) - n: v for i, v in state["state"].items() if int(i) >= n}})
-        for opt, lrs in zip((self.g, self.d), rates):
-            for group, lr in zip(opt.param_groups, lrs):
-                group["lr"] = lr
 
 
 def _probability(logits):
