@@ -24,7 +24,7 @@ import platform
 
 import numpy as np
 
-from . import checkpoint, options
+from . import options
 from .models.common import INPUT_CONVENTIONS, SRModel
 from .shipped import (load_checkpoint_file, record_shipped, resolve_model, shipped_weights, stage_weights,
                       training_curve)
@@ -237,8 +237,7 @@ def ship_weights(checkpoint_path, name, *, command, train_seconds, machine=None,
     (:func:`tinysr.shipped.check_ship_size`: 4 MB a file, 20 MB in all) is refused in one sentence and
     nothing is written.  Returns the entry.
     """
-    history = checkpoint.load(checkpoint_path)[2].get("history", {})
-    path, keep = stage_weights(checkpoint_path, name, dtype)
+    path, keep, history = stage_weights(checkpoint_path, name, dtype)
     curve = training_curve(history, keep.get("init_from"))    # read before this entry replaces an earlier one
     state_model, _ = load_checkpoint_file(path)      # evaluate what users will load, rounding included
     entry = {"file": f"{name}.npz", "dtype": dtype, "model": keep["model"], "model_kwargs": keep["model_kwargs"],

@@ -204,7 +204,8 @@ def check_ship_size(size, name, dtype, *, replacing=None):
 
 
 def stage_weights(checkpoint_path, name, dtype="float32"):
-    """Copy a checkpoint's weights into ``tinysr/weights/<name>.npz``; returns ``(path, metadata kept)``.
+    """Copy a checkpoint's weights into ``tinysr/weights/<name>.npz``; returns ``(path, metadata kept, the run's
+    history)``.
 
     The file holds the weights only (no optimiser state, no history), in ``dtype`` (``"float16"`` halves
     it; :func:`load` returns float32 either way), and the metadata that rebuilds the network and tells
@@ -228,7 +229,7 @@ def stage_weights(checkpoint_path, name, dtype="float32"):
         tmp.unlink()
         raise
     os.replace(tmp, target)
-    return target, keep
+    return target, keep, meta.get("history", {})
 
 
 def training_curve(history, init_from=None, manifest=None):
