@@ -268,7 +268,10 @@ class Communicator:
 
     def _abort(self):
         # The launcher forwards each rank's output through a pipe and MPI_Abort tears the pipes down:
-        # give it a moment to pass on the error message before the job ends.
+        # give it a moment to pass on the error message before the job ends.  The job's own line says
+        # why every rank stops; the launcher's report of the abort is not always forwarded.
+        print(f"tinysr: rank {self.rank} of {self.size} ends the job (MPI_Abort), so that the other ranks do not "
+              "wait for it", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         time.sleep(ABORT_GRACE_SECONDS)
