@@ -37,6 +37,19 @@ from . import threads
 chunk_budget = 4 << 20
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _sum6(dst, coef, s0, s1, s2, s3, s4, s5):
+    """``dst = sum_k coef[k] * s_k``: F(4x4, 3x3)'s six-term combinations in one vectorised pass.
+
+    The terms are written out (zero coefficients included): a loop over the terms inside the loop
+    over ``dst`` would not vectorise, and one ``dst += c * s`` pass per term reads and writes ``dst``
+    up to six times.
+    """
+    c0, c1, c2, c3, c4, c5 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
+    for e in range(dst.size):
+        dst[e] = c0 * s0[e] + c1 * s1[e] + c2 * s2[e] + c3 * s3[e] + c4 * s4[e] + c5 * s5[e]
+
+
 @njit(nogil=True, cache=True)
 def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
     """``out[p*a + q, t, :] = (L d L^T)[p, q]`` for every tile t of the tile rows ``g0..g1``.
@@ -45,7 +58,8 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
     ti x ti window at row ``tr*step - off_h``, column ``tc*step - off_w`` of ``x`` (zeros outside);
     ``lt`` (a, ti) is the transform; ``out`` (a*a, >= (g1-g0)*tw, C).  Per tile row: gather the ti
     input rows as (row, column, channel), apply L down the rows for the whole strip at once, then
-    along each tile's columns.
+    along each tile's columns.  Consecutive tile rows share ti - step input rows: the gathered rows
+    live in a ring of ti slots (image row r in slot r mod ti), and only the new ones are gathered.
     """
     n_c, h, w = x.shape[1], x.shape[2], x.shape[3]
     a, ti = lt.shape
@@ -53,26 +67,37 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
     buf = np.zeros((ti, wb, n_c), dtype=np.float32)
     tmp = np.empty((a, wb * n_c), dtype=np.float32)
     flat = buf.reshape(ti, wb * n_c)
+    held = np.full((ti, 2), -(1 << 30), dtype=np.int64)    # (image, row) in each slot
+    order = np.empty(ti, dtype=np.int64)
     for g in range(g0, g1):
         n = g // th
         r0 = (g - n * th) * step - off_h
         for k in range(ti):
             r = r0 + k
+            slot = r % ti                           # Python's modulo: >= 0 for the padding rows above
+            order[k] = slot
+            if held[slot, 0] == n and held[slot, 1] == r:
+                continue
+            held[slot, 0], held[slot, 1] = n, r
             if r < 0 or r >= h:
-                flat[k, :] = 0
+                flat[slot, :] = 0
                 continue
             for c in range(n_c):                    # contiguous reads along the image row
                 src = x[n, c, r]
                 for s in range(wb):
                     col = s - off_w
-                    buf[k, s, c] = src[col] if 0 <= col < w else np.float32(0)
+                    buf[slot, s, c] = src[col] if 0 <= col < w else np.float32(0)
         for p in range(a):                          # down the rows: tmp = L @ strip
             dst = tmp[p]
+            if ti == 6:
+                _sum6(dst, lt[p], flat[order[0]], flat[order[1]], flat[order[2]], flat[order[3]], flat[order[4]],
+                      flat[order[5]])
+                continue
             dst[:] = 0
             for k in range(ti):
                 coef = lt[p, k]
                 if coef != 0:
-                    src = flat[k]
+                    src = flat[order[k]]
                     for e in range(wb * n_c):
                         dst[e] += coef * src[e]
         t0 = (g - g0) * tw
@@ -81,6 +106,13 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
             for q in range(a):
                 # One position's vectors for the whole row of tiles are contiguous: (tiles, C).
                 dst = out[p * a + q, t0:t0 + tw].reshape(tw * n_c)
+                if ti == 6:
+                    for tc in range(tw):
+                        b = tc * step * n_c
+                        _sum6(dst[tc * n_c:(tc + 1) * n_c], lt[q], row[b:b + n_c], row[b + n_c:b + 2 * n_c],
+                              row[b + 2 * n_c:b + 3 * n_c], row[b + 3 * n_c:b + 4 * n_c], row[b + 4 * n_c:b + 5 * n_c],
+                              row[b + 5 * n_c:b + 6 * n_c])
+                    continue
                 first = True
                 for col in range(ti):
                     coef = lt[q, col]
@@ -118,6 +150,11 @@ def tiles_out(mm, g0, g1, th, tw, at, bias, has_bias, y):
         for p in range(m):                          # tmp = AT @ M over the first position index
             for j in range(a):
                 dst = tmp[p, j]
+                if a == 6:
+                    _sum6(dst, at[p], mm[j, t0:t0 + tw].reshape(tw * n_o), mm[a + j, t0:t0 + tw].reshape(tw * n_o),
+                          mm[2 * a + j, t0:t0 + tw].reshape(tw * n_o), mm[3 * a + j, t0:t0 + tw].reshape(tw * n_o),
+                          mm[4 * a + j, t0:t0 + tw].reshape(tw * n_o), mm[5 * a + j, t0:t0 + tw].reshape(tw * n_o))
+                    continue
                 dst[:] = 0
                 for i in range(a):
                     coef = at[p, i]
@@ -129,6 +166,11 @@ def tiles_out(mm, g0, g1, th, tw, at, bias, has_bias, y):
             for tc in range(tw):
                 for q in range(m):
                     dst = buf[p, tc * m + q]
+                    if a == 6:
+                        e0, e1 = tc * n_o, (tc + 1) * n_o
+                        _sum6(dst, at[q], tmp[p, 0, e0:e1], tmp[p, 1, e0:e1], tmp[p, 2, e0:e1], tmp[p, 3, e0:e1],
+                              tmp[p, 4, e0:e1], tmp[p, 5, e0:e1])
+                        continue
                     dst[:] = 0
                     for j in range(a):
                         coef = at[q, j]
@@ -152,10 +194,17 @@ def _fast(*arrays):
 
 def _chunks(rows, tw, a, width):
     """Tile rows cut into chunks of at most :data:`chunk_budget` bytes of (a*a, tiles, width) floats,
-    dealt out to the threads: a list (per thread) of (g0, g1)."""
+    dealt out to the threads: a list (per thread) of (g0, g1), and the most tiles in a chunk.
+
+    The number of chunks is a multiple of the number of threads and the chunks are of equal size
+    (to a tile row), so that every thread gets the same work: the layer waits for the slowest.
+    """
     per = max(1, min(rows, chunk_budget // (4 * a * a * tw * width)))
+    t = max(1, min(threads.get_num_threads(), rows))
+    count = -(-rows // per)
+    count = -(-count // t) * t
+    per = -(-rows // count)
     spans = [(g0, min(rows, g0 + per)) for g0 in range(0, rows, per)]
-    t = max(1, min(threads.get_num_threads(), len(spans)))
     return [spans[k::t] for k in range(t)], per * tw
 
 
