@@ -547,6 +547,12 @@ def test_training_curve_counts_each_interval_at_its_own_thread_count():
     earlier = {"w-x2": {"curve": [{"step": 500, "cpu_hours": 0.5, "psnr": 34.0}]}}
     more = shipped.training_curve(history, {"weights": "w-x2", "steps": 500}, manifest=earlier)
     assert [p["step"] for p in more] == [500, 1500, 2500, 3500] and more[-1]["cpu_hours"] == 3.5
+    # from weights of another scale (x4 from x2): their steps and hours carry over, their PSNR points do not
+    earlier["w-x2"]["scale"] = 2
+    other = shipped.training_curve(history, {"weights": "w-x2", "steps": 500}, manifest=earlier, scale=4)
+    assert [p["step"] for p in other] == [1500, 2500, 3500] and other[0]["cpu_hours"] == 1.5
+    same = shipped.training_curve(history, {"weights": "w-x2", "steps": 500}, manifest=earlier, scale=2)
+    assert same == more
 
 
 def test_a_shipped_name_loads_even_beside_a_run_folder_of_that_name(tmp_path, monkeypatch):

@@ -59,7 +59,8 @@ def test_results_table_lists_every_shipped_weight():
         assert f"`{name}`" in table and e["command"] in table
 
 
-README_ROWS = {"SRCNN 9-1-5": "srcnn", "FSRCNN": "fsrcnn", "VDSR": "vdsr", "EDSR-baseline": "edsr_baseline"}
+README_ROWS = {"SRCNN 9-1-5": "srcnn", "FSRCNN": "fsrcnn", "VDSR": "vdsr", "SRResNet": "srresnet",
+               "EDSR-baseline": "edsr_baseline"}
 
 
 def test_readme_results_give_the_manifests_set5_numbers():

@@ -238,7 +238,7 @@ def ship_weights(checkpoint_path, name, *, command, train_seconds, machine=None,
     nothing is written.  Returns the entry.
     """
     path, keep, history = stage_weights(checkpoint_path, name, dtype)
-    curve = training_curve(history, keep.get("init_from"))    # read before this entry replaces an earlier one
+    curve = training_curve(history, keep.get("init_from"), scale=keep["scale"])   # before this entry replaces one
     state_model, _ = load_checkpoint_file(path)      # evaluate what users will load, rounding included
     entry = {"file": f"{name}.npz", "dtype": dtype, "model": keep["model"], "model_kwargs": keep["model_kwargs"],
              "scale": keep["scale"], "recipe": keep["recipe"], "steps": keep["step"], "seed": keep["seed"],

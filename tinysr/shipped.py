@@ -232,16 +232,19 @@ def stage_weights(checkpoint_path, name, dtype="float32"):
     return target, keep, meta.get("history", {})
 
 
-def training_curve(history, init_from=None, manifest=None):
+def training_curve(history, init_from=None, manifest=None, scale=None):
     """The quality a run reached against the compute it spent: one point per evaluation in ``history``
     (a checkpoint's), ``{"step", "cpu_hours", "psnr"}``, where CPU hours add up the training seconds of each
     interval between evaluations times the threads the run used then.  A run started from shipped weights
     (``init_from``, as :func:`tinysr.fit.train` records it) continues the curve those weights shipped with,
-    in steps and in hours."""
+    in steps and in hours; weights of another scale than the run's (``scale``: x4 from x2) pass on their
+    steps and hours but not their points, whose PSNR measures another task."""
     manifest = read_manifest() if manifest is None else manifest
-    before = manifest.get((init_from or {}).get("weights"), {}).get("curve", []) if init_from else []
+    start = manifest.get((init_from or {}).get("weights"), {}) if init_from else {}
+    earlier = start.get("curve", [])
     steps0 = int(init_from.get("steps", 0)) if init_from else 0
-    hours0 = before[-1]["cpu_hours"] if before else 0.0
+    hours0 = earlier[-1]["cpu_hours"] if earlier else 0.0
+    before = earlier if scale is None or start.get("scale") == scale else []
     points, hours, seconds = [], hours0, 0.0
     for e in history.get("eval", []):
         if "psnr" in e and "seconds" in e:
