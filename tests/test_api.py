@@ -561,3 +561,11 @@ def test_a_shipped_name_loads_even_beside_a_run_folder_of_that_name(tmp_path, mo
     assert tinysr.load("srcnn-x3").tinysr_meta["model"] == "srcnn"
     with pytest.raises(FileNotFoundError, match="it is a folder"):
         tinysr.load("./srcnn-x3")                   # a path names the folder
+
+
+def test_a_run_names_named_images_in_one_short_line():
+    from tinysr.evaluation import describe
+    img = np.zeros((4, 4, 3), dtype=np.float32)
+    assert describe([("baby", img), ("bird", img)]) == "<2 images: baby, bird>"
+    assert describe([(f"i{k}", img) for k in range(8)]) == "<8 images: i0, i1, i2, i3, i4, i5, ...>"
+    assert describe([img, img]) == "<2 arrays>" and describe("Set5") == "Set5"

@@ -195,6 +195,9 @@ def describe(data):
         return f"<array {data.shape}>"
     if data and all(isinstance(d, np.ndarray) for d in data):
         return f"<{len(data)} arrays>"           # not one entry per image: a log line, not a listing
+    if data and all(isinstance(d, (tuple, list)) and len(d) == 2 and isinstance(d[1], np.ndarray) for d in data):
+        names = ", ".join(str(d[0]) for d in data[:6]) + (", ..." if len(data) > 6 else "")
+        return f"<{len(data)} image{'s' * (len(data) != 1)}: {names}>"   # (name, image) pairs, as load(names=True)
     return [describe(d) for d in data]
 
 
