@@ -104,6 +104,19 @@ def test_direct_forward_by_row_blocks_matches_numpy(monkeypatch, row_block, n, c
     close(kconv.NumbaConvImpl.forward(x, wt, (s, s), (p, p)), ref)
 
 
+@pytest.mark.parametrize("n, c, h, w, o, k, s, p", [case for case in DIRECT_ROW_CASES if case[6] == 1])
+def test_direct_row_gradients_match_numpy(monkeypatch, n, c, h, w, o, k, s, p):
+    """The direct kernel's stride-1 gradients for large planes (the input gradient as a forward
+    convolution of the padded output gradient, the weight gradient row by row in a padded plane), forced
+    on small cases by setting the plane-size threshold to 0; padding 4 with 1x1 and 3x3 kernels is not
+    below the kernel size, and takes the per-tap input gradient instead."""
+    from tinysr_kernels.cpu import direct
+    monkeypatch.setattr(direct, "rows_min_pixels", 0)
+    rng = np.random.default_rng(n + c + h + o + k + p)
+    x = noncontig(rnd(rng, n, c, h, w), rng)
+    _conv_maps_match(rng, x, rnd(rng, o, c, k, k), rnd(rng, o), (s, s), (p, p))
+
+
 def _conv_maps_match(rng, x, wt, b, st, pd):
     """NumbaConvImpl's forward (with and without fused bias), backward_data, backward_weight and fused
     backward against the NumPy twin, with a non-contiguous output gradient."""

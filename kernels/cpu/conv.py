@@ -254,6 +254,11 @@ class NumbaConvImpl:
         time and cropped from there: never a padded gradient of the whole batch beside the cropped one."""
         n, c, h, wd = x_shape
         oh, ow = gy.shape[2], gy.shape[3]
+        kh, kw = w.shape[2], w.shape[3]
+        if sh == sw == 1 and ph < kh and pw < kw and h * wd > direct.rows_min_pixels:
+            gx = np.empty(x_shape, dtype=np.float32)
+            direct.backward_data_rows(gy, w, ph, pw, gx)
+            return gx
         # The padded gradient must cover every tap position; its border is dropped afterwards.
         hp, wp = max(h + 2 * ph, (oh - 1) * sh + w.shape[2]), max(wd + 2 * pw, (ow - 1) * sw + w.shape[3])
         if ph == 0 and pw == 0 and hp == h and wp == wd:

@@ -126,6 +126,19 @@ def _forward_rows(xp, w, bias, has_bias, sh, sw, rb, y):
                             yr[j] += wv * xr[j * sw + v]
 
 
+def backward_data_rows(gy, w, ph, pw, gx):
+    """gx (N, C, H, W) = the adjoint in x of a stride-1 :func:`forward` with padding (ph, pw) < (kh, kw),
+    computed *as* a forward convolution: the output gradient zero-padded by (kh-1-ph, kw-1-pw), correlated
+    with the filters turned by 180 degrees and with input and output channels swapped.  With C output
+    channels of large planes this runs on :func:`_forward_rows` (several taps per pass over each row);
+    :func:`backward_data` adds one tap per pass over a whole padded plane, which on SRResNet's 96x96
+    tail planes no longer fits L1.  ``gx`` is the cropped gradient: no padded copy of it is made."""
+    kh, kw = w.shape[2], w.shape[3]
+    gyp = np.pad(gy, ((0, 0), (0, 0), (kh - 1 - ph, kh - 1 - ph), (kw - 1 - pw, kw - 1 - pw)))
+    w_turned = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    forward(gyp, w_turned, np.zeros(1, dtype=np.float32), False, 1, 1, gx)
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def backward_data(gy, w, sh, sw, gxp):
     """gxp (N, C, Hp, Wp) = the adjoint in x of :func:`forward` (overwritten; padding border included)."""
@@ -153,12 +166,23 @@ def backward_data(gy, w, sh, sw, gxp):
                                 gxp[n, c, r, j * sw + v] += wv * gy[n, o, i, j]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
 def backward_weight(x, gy, sh, sw, ph, pw, gw):
     """gw (O, C, kh, kw) = sum over samples and positions of gy * the matching window of ``x`` (N, C, H, W),
     zero-padded by (ph, pw) implicitly.
 
-    One task per weight: a long dot product over N*OH*OW values.  The inner loop runs over 1-D views
+    Stride 1 on planes larger than ``rows_min_pixels`` (SRResNet's and EDSR's tails on 96x96 training
+    patches) goes row by row (:func:`_backward_weight_rows`); small planes (SRCNN's 21x21) one weight
+    at a time (:func:`_backward_weight_taps`).
+    """
+    if sh == 1 and sw == 1 and gy.shape[2] * gy.shape[3] > rows_min_pixels:
+        _backward_weight_rows(x, gy, ph, pw, gw)
+    else:
+        _backward_weight_taps(x, gy, sh, sw, ph, pw, gw)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _backward_weight_taps(x, gy, sh, sw, ph, pw, gw):
+    """One task per weight: a long dot product over N*OH*OW values.  The inner loop runs over 1-D views
     indexed from 0 -- indexing ``x[..., j + v - pw]`` with an offset that may be negative would keep
     Numba's negative-index wraparound test in the loop, and LLVM would not vectorise it.  For stride 1
     both views are contiguous slices.
@@ -188,3 +212,60 @@ def backward_weight(x, gy, sh, sw, ph, pw, gw):
                     for k in range(j1 - j0):
                         acc[k] += g[k] * row[(j0 + k) * sw + v - pw]
         gw[o, c, u, v] = acc.sum()
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _backward_weight_rows(x, gy, ph, pw, gw):
+    """Stride-1 weight gradient, one task per (output, input) channel pair.  Each sample's input plane is
+    copied into a zero-padded plane local to the task (so every tap's window is a whole row, with no
+    range to clip), then every output-gradient row meets the kh padded rows under it in kh*kw dot
+    products, three taps per pass so each gradient value loaded feeds three multiply-adds.  The rows
+    stay in L1 while all taps read them, where one task per weight streams the whole batch from memory
+    once per tap.  Each row's dot product is summed in float32 (vectorised) and added to a float64 total
+    per tap, so sums over N*OH rows lose no precision to their length."""
+    n_b, h, wd = x.shape[0], x.shape[2], x.shape[3]
+    o_ch, c_in, kh, kw = gw.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    for t in prange(o_ch * c_in):
+        o = t // c_in
+        c = t - o * c_in
+        acc = np.zeros((kh, kw), dtype=np.float64)
+        xp = np.zeros((h + 2 * ph, wd + 2 * pw), dtype=np.float32)
+        for n in range(n_b):
+            for a in range(h):
+                xr = x[n, c, a]
+                dst = xp[a + ph]
+                for b in range(wd):
+                    dst[b + pw] = xr[b]
+            for i in range(oh):
+                g = gy[n, o, i]
+                for u in range(kh):
+                    r = i + u - ph
+                    if r < 0 or r >= h:
+                        continue        # a row of the zero border adds nothing
+                    row = xp[i + u]
+                    v = 0
+                    while v + 3 <= kw:
+                        p0, p1, p2 = row[v:v + ow], row[v + 1:v + 1 + ow], row[v + 2:v + 2 + ow]
+                        s0 = np.float32(0.0)
+                        s1 = np.float32(0.0)
+                        s2 = np.float32(0.0)
+                        for k in range(ow):
+                            gk = g[k]
+                            s0 += gk * p0[k]
+                            s1 += gk * p1[k]
+                            s2 += gk * p2[k]
+                        acc[u, v] += s0
+                        acc[u, v + 1] += s1
+                        acc[u, v + 2] += s2
+                        v += 3
+                    while v < kw:
+                        p0 = row[v:v + ow]
+                        s0 = np.float32(0.0)
+                        for k in range(ow):
+                            s0 += g[k] * p0[k]
+                        acc[u, v] += s0
+                        v += 1
+        for u in range(kh):
+            for v in range(kw):
+                gw[o, c, u, v] = acc[u, v]
