@@ -82,12 +82,6 @@ def _fast(*arrays):
     return all(type(a) is np.ndarray and a.dtype == np.float32 for a in arrays)
 
 
-def _pad(x, ph, pw):
-    if ph == 0 and pw == 0:
-        return np.ascontiguousarray(x)
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-
-
 class NumbaConvImpl:
     """Convolution maps on NumPy float32 arrays with Numba kernels and OpenBLAS (see module docstring).
 
@@ -143,7 +137,7 @@ class NumbaConvImpl:
         b = np.ascontiguousarray(bias) if has_bias else np.zeros(1, np.float32)
         if cls._direct(o):
             y = np.empty((n, o, oh, ow), dtype=np.float32)
-            direct.forward(_pad(x, ph, pw), w, b, has_bias, sh, sw, y)
+            direct.forward(x, w, b, has_bias, sh, sw, ph, pw, y)
             return y
         if cls.shifted and shifted.usable(x.shape, w.shape, stride, padding):
             return shifted.forward(x, w, padding, b if has_bias else None)

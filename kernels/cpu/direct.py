@@ -53,15 +53,19 @@ def _add_taps(yr, xr, w_row, ow):
         v += 1
 
 
-def forward(xp, w, bias, has_bias, sh, sw, y):
-    """y (N, O, OH, OW) = conv(xp, w) + bias, with ``xp`` the padded input (N, C, Hp, Wp).
+def forward(x, w, bias, has_bias, sh, sw, ph, pw, y):
+    """y (N, O, OH, OW) = conv(x, w) + bias, with ``x`` (N, C, H, W) zero-padded by (ph, pw).
 
-    Small planes: one task per (sample, output channel).  Large planes: one task per block of rows."""
+    Small planes: one task per (sample, output channel), on a zero-padded copy of the input.  Large
+    planes: one task per block of rows, which pads the rows it reads itself (no padded copy of the
+    whole input: 44 MiB for SRResNet's tail at batch 16)."""
     oh, ow = y.shape[2], y.shape[3]
     if oh * ow > rows_min_pixels:
-        _forward_rows(xp, w, bias, has_bias, sh, sw, max(1, min(oh, row_block_floats // ow)), y)
+        _forward_rows(x, w, bias, has_bias, sh, sw, ph, pw, max(1, min(oh, row_block_floats // ow)), y)
+    elif ph == 0 and pw == 0:
+        _forward_planes(np.ascontiguousarray(x), w, bias, has_bias, sh, sw, y)
     else:
-        _forward_planes(xp, w, bias, has_bias, sh, sw, y)
+        _forward_planes(np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))), w, bias, has_bias, sh, sw, y)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -91,39 +95,95 @@ def _forward_planes(xp, w, bias, has_bias, sh, sw, y):
                                 y[n, o, i, j] += wv * xp[n, c, r, j * sw + v]
 
 
+@njit(inline="always", fastmath=True)
+def _add_taps_3(y0, y1, y2, xr, w0, w1, w2, ow):
+    """:func:`_add_taps` for three output channels at once: ``y_k[j] += sum_v w_k[v] * xr[j + v]``.
+
+    Each input value loaded feeds three channels' multiply-adds, so a pass over the row does nine
+    multiply-adds for three input loads and three output loads and stores (one tap of one channel
+    per pass would do one multiply-add for two loads and a store)."""
+    kw = w0.shape[0]
+    v = 0
+    while v + 3 <= kw:
+        a0, a1, a2 = w0[v], w0[v + 1], w0[v + 2]
+        b0, b1, b2 = w1[v], w1[v + 1], w1[v + 2]
+        c0, c1, c2 = w2[v], w2[v + 1], w2[v + 2]
+        s0, s1, s2 = xr[v:v + ow], xr[v + 1:v + 1 + ow], xr[v + 2:v + 2 + ow]
+        for j in range(ow):
+            x0, x1, x2 = s0[j], s1[j], s2[j]
+            y0[j] += a0 * x0 + a1 * x1 + a2 * x2
+            y1[j] += b0 * x0 + b1 * x1 + b2 * x2
+            y2[j] += c0 * x0 + c1 * x1 + c2 * x2
+        v += 3
+    while v < kw:
+        a0, b0, c0 = w0[v], w1[v], w2[v]
+        s0 = xr[v:v + ow]
+        for j in range(ow):
+            x0 = s0[j]
+            y0[j] += a0 * x0
+            y1[j] += b0 * x0
+            y2[j] += c0 * x0
+        v += 1
+
+
 @njit(parallel=True, fastmath=True, cache=True)
-def _forward_rows(xp, w, bias, has_bias, sh, sw, rb, y):
-    """One task per block of ``rb`` output rows of one plane, so a single large image keeps both threads
-    busy and the block stays in L1 while the C*kh*kw taps are added into it.  Each tap sweeps one row
-    through 0-indexed row views: ``y[n, o, i, j]`` with ``i`` starting at a computed block offset would
-    keep Numba's negative-index test in the inner loop and stop it vectorising."""
-    n_b, c_in = xp.shape[0], xp.shape[1]
+def _forward_rows(x, w, bias, has_bias, sh, sw, ph, pw, rb, y):
+    """One task per block of ``rb`` output rows of up to three output planes (a group), so a single
+    large image keeps both threads busy and the block stays in L1 while the C*kh*kw taps are added into
+    it.  For each input channel the task copies the input rows under its block into a small zero-padded
+    buffer of its own, so no padded copy of the whole input is made.  A group of three output channels
+    shares every input row it loads (:func:`_add_taps_3`); the channels left over (O not a multiple of
+    3) and strided layers go one channel at a time.  Each tap sweeps one row through 0-indexed row views:
+    ``y[n, o, i, j]`` with ``i`` starting at a computed block offset would keep Numba's negative-index
+    test in the inner loop and stop it vectorising."""
+    n_b, c_in, h, wd = x.shape
     o_ch, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     oh, ow = y.shape[2], y.shape[3]
     n_blk = (oh + rb - 1) // rb
-    for t in prange(n_b * o_ch * n_blk):
+    n_grp = (o_ch + 2) // 3
+    buf_w = (ow - 1) * sw + kw
+    for t in prange(n_b * n_grp * n_blk):
         blk = t % n_blk
-        n = t // (o_ch * n_blk)
-        o = (t // n_blk) % o_ch
+        n = t // (n_grp * n_blk)
+        o0 = ((t // n_blk) % n_grp) * 3
+        o1 = min(o_ch, o0 + 3)
         i0 = blk * rb
         i1 = min(oh, i0 + rb)
-        b = bias[o] if has_bias else 0.0
-        for i in range(i0, i1):
-            yr = y[n, o, i]
-            for j in range(ow):
-                yr[j] = b
+        buf = np.zeros(((i1 - i0 - 1) * sh + kh, buf_w), dtype=np.float32)
+        for o in range(o0, o1):
+            b = bias[o] if has_bias else 0.0
+            for i in range(i0, i1):
+                yr = y[n, o, i]
+                for j in range(ow):
+                    yr[j] = b
         for c in range(c_in):
-            for u in range(kh):
+            for a in range(buf.shape[0]):      # the padded input rows i0*sh - ph + a, zero outside the image
+                r = i0 * sh - ph + a
+                dst = buf[a]
+                if r < 0 or r >= h:
+                    continue                   # stays zero from the allocation
+                src = x[n, c, r]
+                for q in range(buf_w):
+                    col = q - pw
+                    dst[q] = src[col] if 0 <= col < wd else 0.0
+            if o1 - o0 == 3 and sw == 1:
                 for i in range(i0, i1):
-                    yr = y[n, o, i]
-                    xr = xp[n, c, i * sh + u]
-                    if sw == 1:
-                        _add_taps(yr, xr, w[o, c, u], ow)
-                        continue
-                    for v in range(kw):
-                        wv = w[o, c, u, v]
-                        for j in range(ow):
-                            yr[j] += wv * xr[j * sw + v]
+                    for u in range(kh):
+                        _add_taps_3(y[n, o0, i], y[n, o0 + 1, i], y[n, o0 + 2, i], buf[(i - i0) * sh + u],
+                                    w[o0, c, u], w[o0 + 1, c, u], w[o0 + 2, c, u], ow)
+                continue
+            for o in range(o0, o1):
+                for u in range(kh):
+                    for i in range(i0, i1):
+                        yr = y[n, o, i]
+                        xr = buf[(i - i0) * sh + u]
+                        if sw == 1:
+                            _add_taps(yr, xr, w[o, c, u], ow)
+                            continue
+                        for v in range(kw):
+                            wv = w[o, c, u, v]
+                            for j in range(ow):
+                                yr[j] += wv * xr[j * sw + v]
 
 
 def backward_data_rows(gy, w, ph, pw, gx):
@@ -134,9 +194,8 @@ def backward_data_rows(gy, w, ph, pw, gx):
     :func:`backward_data` adds one tap per pass over a whole padded plane, which on SRResNet's 96x96
     tail planes no longer fits L1.  ``gx`` is the cropped gradient: no padded copy of it is made."""
     kh, kw = w.shape[2], w.shape[3]
-    gyp = np.pad(gy, ((0, 0), (0, 0), (kh - 1 - ph, kh - 1 - ph), (kw - 1 - pw, kw - 1 - pw)))
     w_turned = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    forward(gyp, w_turned, np.zeros(1, dtype=np.float32), False, 1, 1, gx)
+    forward(np.ascontiguousarray(gy), w_turned, np.zeros(1, dtype=np.float32), False, 1, 1, kh - 1 - ph, kw - 1 - pw, gx)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -214,22 +273,108 @@ def _backward_weight_taps(x, gy, sh, sw, ph, pw, gw):
         gw[o, c, u, v] = acc.sum()
 
 
+@njit(inline="always", fastmath=True)
+def _dot_taps(acc, u, g, row, ow):
+    """``acc[u, v] += sum_k g[k] * row[k + v]`` for every tap v, three taps per pass over ``g``."""
+    kw = acc.shape[1]
+    v = 0
+    while v + 3 <= kw:
+        p0, p1, p2 = row[v:v + ow], row[v + 1:v + 1 + ow], row[v + 2:v + 2 + ow]
+        s0 = np.float32(0.0)
+        s1 = np.float32(0.0)
+        s2 = np.float32(0.0)
+        for k in range(ow):
+            gk = g[k]
+            s0 += gk * p0[k]
+            s1 += gk * p1[k]
+            s2 += gk * p2[k]
+        acc[u, v] += s0
+        acc[u, v + 1] += s1
+        acc[u, v + 2] += s2
+        v += 3
+    while v < kw:
+        p0 = row[v:v + ow]
+        s0 = np.float32(0.0)
+        for k in range(ow):
+            s0 += g[k] * p0[k]
+        acc[u, v] += s0
+        v += 1
+
+
+@njit(inline="always", fastmath=True)
+def _dot_taps_3(acc0, acc1, acc2, u, g0, g1, g2, row, ow):
+    """:func:`_dot_taps` for three output channels' gradient rows at once: every input value loaded
+    feeds three channels' sums (nine sums per pass over three taps)."""
+    kw = acc0.shape[1]
+    v = 0
+    while v + 3 <= kw:
+        p0, p1, p2 = row[v:v + ow], row[v + 1:v + 1 + ow], row[v + 2:v + 2 + ow]
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        b0 = np.float32(0.0)
+        b1 = np.float32(0.0)
+        b2 = np.float32(0.0)
+        c0 = np.float32(0.0)
+        c1 = np.float32(0.0)
+        c2 = np.float32(0.0)
+        for k in range(ow):
+            x0, x1, x2 = p0[k], p1[k], p2[k]
+            e, f, h = g0[k], g1[k], g2[k]
+            a0 += e * x0
+            a1 += e * x1
+            a2 += e * x2
+            b0 += f * x0
+            b1 += f * x1
+            b2 += f * x2
+            c0 += h * x0
+            c1 += h * x1
+            c2 += h * x2
+        acc0[u, v] += a0
+        acc0[u, v + 1] += a1
+        acc0[u, v + 2] += a2
+        acc1[u, v] += b0
+        acc1[u, v + 1] += b1
+        acc1[u, v + 2] += b2
+        acc2[u, v] += c0
+        acc2[u, v + 1] += c1
+        acc2[u, v + 2] += c2
+        v += 3
+    while v < kw:
+        p0 = row[v:v + ow]
+        a0 = np.float32(0.0)
+        b0 = np.float32(0.0)
+        c0 = np.float32(0.0)
+        for k in range(ow):
+            x0 = p0[k]
+            a0 += g0[k] * x0
+            b0 += g1[k] * x0
+            c0 += g2[k] * x0
+        acc0[u, v] += a0
+        acc1[u, v] += b0
+        acc2[u, v] += c0
+        v += 1
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _backward_weight_rows(x, gy, ph, pw, gw):
-    """Stride-1 weight gradient, one task per (output, input) channel pair.  Each sample's input plane is
-    copied into a zero-padded plane local to the task (so every tap's window is a whole row, with no
-    range to clip), then every output-gradient row meets the kh padded rows under it in kh*kw dot
-    products, three taps per pass so each gradient value loaded feeds three multiply-adds.  The rows
-    stay in L1 while all taps read them, where one task per weight streams the whole batch from memory
-    once per tap.  Each row's dot product is summed in float32 (vectorised) and added to a float64 total
-    per tap, so sums over N*OH rows lose no precision to their length."""
+    """Stride-1 weight gradient, one task per (group of up to three output channels, input channel).
+    Each sample's input plane is copied into a zero-padded plane local to the task (so every tap's
+    window is a whole row, with no range to clip), then every output-gradient row meets the kh padded
+    rows under it in kh*kw dot products, three taps per pass and three output channels per loaded input
+    value (:func:`_dot_taps_3`).  The rows stay in L1 while all taps read them, where one task per weight
+    streams the whole batch from memory once per tap.  Each row's dot product is summed in float32
+    (vectorised) and added to a float64 total per tap, so sums over N*OH rows lose no precision to their
+    length."""
     n_b, h, wd = x.shape[0], x.shape[2], x.shape[3]
     o_ch, c_in, kh, kw = gw.shape
     oh, ow = gy.shape[2], gy.shape[3]
-    for t in prange(o_ch * c_in):
-        o = t // c_in
-        c = t - o * c_in
-        acc = np.zeros((kh, kw), dtype=np.float64)
+    n_grp = (o_ch + 2) // 3
+    for t in prange(n_grp * c_in):
+        o0 = (t // c_in) * 3
+        o1 = min(o_ch, o0 + 3)
+        c = t % c_in
+        acc = np.zeros((3, kh, kw), dtype=np.float64)
         xp = np.zeros((h + 2 * ph, wd + 2 * pw), dtype=np.float32)
         for n in range(n_b):
             for a in range(h):
@@ -238,34 +383,18 @@ def _backward_weight_rows(x, gy, ph, pw, gw):
                 for b in range(wd):
                     dst[b + pw] = xr[b]
             for i in range(oh):
-                g = gy[n, o, i]
                 for u in range(kh):
                     r = i + u - ph
                     if r < 0 or r >= h:
                         continue        # a row of the zero border adds nothing
                     row = xp[i + u]
-                    v = 0
-                    while v + 3 <= kw:
-                        p0, p1, p2 = row[v:v + ow], row[v + 1:v + 1 + ow], row[v + 2:v + 2 + ow]
-                        s0 = np.float32(0.0)
-                        s1 = np.float32(0.0)
-                        s2 = np.float32(0.0)
-                        for k in range(ow):
-                            gk = g[k]
-                            s0 += gk * p0[k]
-                            s1 += gk * p1[k]
-                            s2 += gk * p2[k]
-                        acc[u, v] += s0
-                        acc[u, v + 1] += s1
-                        acc[u, v + 2] += s2
-                        v += 3
-                    while v < kw:
-                        p0 = row[v:v + ow]
-                        s0 = np.float32(0.0)
-                        for k in range(ow):
-                            s0 += g[k] * p0[k]
-                        acc[u, v] += s0
-                        v += 1
-        for u in range(kh):
-            for v in range(kw):
-                gw[o, c, u, v] = acc[u, v]
+                    if o1 - o0 == 3:
+                        _dot_taps_3(acc[0], acc[1], acc[2], u, gy[n, o0, i], gy[n, o0 + 1, i], gy[n, o0 + 2, i],
+                                    row, ow)
+                    else:
+                        for o in range(o0, o1):
+                            _dot_taps(acc[o - o0], u, gy[n, o, i], row, ow)
+        for o in range(o0, o1):
+            for u in range(kh):
+                for v in range(kw):
+                    gw[o, c, u, v] = acc[o - o0, u, v]
