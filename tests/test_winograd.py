@@ -118,6 +118,8 @@ from tinysr.functional import dispatch as D  # noqa: E402
 
 KERNEL_CASES = [  # (n, c, o, h, w, padding)
     (2, 3, 5, 7, 8, 1), (1, 4, 2, 5, 5, 0), (3, 2, 3, 9, 6, 2), (2, 16, 17, 13, 11, 1), (1, 8, 8, 3, 3, 0),
+    # planes of 1 KiB and 4 KiB: the gather transposes 8 channels at a time, with a partial last block
+    (1, 37, 5, 16, 16, 1), (1, 45, 4, 32, 32, 0),
 ]
 
 

@@ -53,6 +53,23 @@ def _sum6(dst, coef, s0, s1, s2, s3, s4, s5):
 
 
 @njit(nogil=True, cache=True)
+def _channel_block(n_c, plane):
+    """How many channels :func:`tiles_in` transposes together.
+
+    The gather reads one pixel of each channel in turn, ``plane`` floats apart, and writes them side by
+    side.  Reading all the channels at once is fastest unless the channels' addresses fall on few of
+    L1's 64 sets (64-byte lines, so the sets repeat every 4 KiB): at 32 x 32, 64 x 64, 96 x 96,
+    128 x 128 or 256 x 256 every channel lands on the same set, its 8 ways hold 8 of them, and the
+    loads miss.  So all the channels when at most 8 share a set, else 8 at a time.
+    """
+    g, rest = 4096, (plane * 4) % 4096
+    while rest:                                     # g = gcd(4096, plane bytes)
+        g, rest = rest, g % rest
+    sets = min(64, 4096 // g)                       # distinct sets the channels' rows start on
+    return n_c if n_c <= 8 * sets else 8
+
+
+@njit(nogil=True, cache=True)
 def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
     """``out[p*a + q, t, :] = (L d L^T)[p, q]`` for every tile t of the tile rows ``g0..g1``.
 
@@ -70,6 +87,9 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
     tmp = np.empty((a, wb * n_c), dtype=np.float32)
     flat = buf.reshape(ti, wb * n_c)
     held = np.full((ti, 2), -(1 << 30), dtype=np.int64)    # (image, row) in each slot
+    s0 = min(wb, max(0, off_w))                         # buffer columns s0..s1 lie inside the image
+    s1 = max(s0, min(wb, w + off_w))
+    cb = _channel_block(n_c, h * w)
     order = np.empty(ti, dtype=np.int64)
     for g in range(g0, g1):
         n = g // th
@@ -84,11 +104,17 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
             if r < 0 or r >= h:
                 flat[slot, :] = 0
                 continue
-            for c in range(n_c):                    # contiguous reads along the image row
-                src = x[n, c, r]
-                for s in range(wb):
-                    col = s - off_w
-                    buf[slot, s, c] = src[col] if 0 <= col < w else np.float32(0)
+            dst = buf[slot]
+            for s in range(s0):
+                dst[s, :] = 0
+            for s in range(s1, wb):
+                dst[s, :] = 0
+            for c0 in range(0, n_c, cb):            # the transpose (column, channel) <- (channel, column)
+                c1 = min(n_c, c0 + cb)
+                for s in range(s0, s1):
+                    d = dst[s]
+                    for c in range(c0, c1):
+                        d[c] = x[n, c, r, s - off_w]
         for p in range(a):                          # down the rows: tmp = L @ strip
             dst = tmp[p]
             if ti == 6:
