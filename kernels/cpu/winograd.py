@@ -69,6 +69,22 @@ def _channel_block(n_c, plane):
     return n_c if n_c <= 8 * sets else 8
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _gather_row(x, n, r, off_w, s0, s1, cb, dst):
+    """``dst[s, c] = x[n, c, r, s - off_w]`` for the buffer columns ``s0..s1`` inside the image, zero on
+    the others: the transpose (column, channel) <- (channel, column), ``cb`` channels at a time."""
+    for s in range(s0):
+        dst[s, :] = 0
+    for s in range(s1, dst.shape[0]):
+        dst[s, :] = 0
+    for c0 in range(0, x.shape[1], cb):
+        c1 = min(x.shape[1], c0 + cb)
+        for s in range(s0, s1):
+            d = dst[s]
+            for c in range(c0, c1):
+                d[c] = x[n, c, r, s - off_w]
+
+
 @njit(nogil=True, cache=True)
 def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
     """``out[p*a + q, t, :] = (L d L^T)[p, q]`` for every tile t of the tile rows ``g0..g1``.
@@ -104,17 +120,7 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
             if r < 0 or r >= h:
                 flat[slot, :] = 0
                 continue
-            dst = buf[slot]
-            for s in range(s0):
-                dst[s, :] = 0
-            for s in range(s1, wb):
-                dst[s, :] = 0
-            for c0 in range(0, n_c, cb):            # the transpose (column, channel) <- (channel, column)
-                c1 = min(n_c, c0 + cb)
-                for s in range(s0, s1):
-                    d = dst[s]
-                    for c in range(c0, c1):
-                        d[c] = x[n, c, r, s - off_w]
+            _gather_row(x, n, r, off_w, s0, s1, cb, buf[slot])
         for p in range(a):                          # down the rows: tmp = L @ strip
             dst = tmp[p]
             if ti == 6:
