@@ -104,7 +104,8 @@ def test_direct_forward_by_row_blocks_matches_numpy(monkeypatch, row_block, n, c
     close(kconv.NumbaConvImpl.forward(x, wt, (s, s), (p, p)), ref)
 
 
-@pytest.mark.parametrize("n, c, h, w, o, k, s, p", [case for case in DIRECT_ROW_CASES if case[6] == 1])
+@pytest.mark.parametrize("n, c, h, w, o, k, s, p", [case for case in DIRECT_ROW_CASES if case[6] == 1]
+                         + [(2, 3, 9, 7, 2, 3, 1, 1), (1, 2, 8, 11, 2, 5, 1, 2)])   # two output channels
 def test_direct_row_gradients_match_numpy(monkeypatch, n, c, h, w, o, k, s, p):
     """The direct kernel's stride-1 gradients for large planes (the input gradient as a forward
     convolution of the padded output gradient, the weight gradient row by row in a padded plane), forced

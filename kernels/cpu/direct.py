@@ -274,37 +274,10 @@ def _backward_weight_taps(x, gy, sh, sw, ph, pw, gw):
 
 
 @njit(inline="always", fastmath=True)
-def _dot_taps(acc, u, g, row, ow):
-    """``acc[u, v] += sum_k g[k] * row[k + v]`` for every tap v, three taps per pass over ``g``."""
-    kw = acc.shape[1]
-    v = 0
-    while v + 3 <= kw:
-        p0, p1, p2 = row[v:v + ow], row[v + 1:v + 1 + ow], row[v + 2:v + 2 + ow]
-        s0 = np.float32(0.0)
-        s1 = np.float32(0.0)
-        s2 = np.float32(0.0)
-        for k in range(ow):
-            gk = g[k]
-            s0 += gk * p0[k]
-            s1 += gk * p1[k]
-            s2 += gk * p2[k]
-        acc[u, v] += s0
-        acc[u, v + 1] += s1
-        acc[u, v + 2] += s2
-        v += 3
-    while v < kw:
-        p0 = row[v:v + ow]
-        s0 = np.float32(0.0)
-        for k in range(ow):
-            s0 += g[k] * p0[k]
-        acc[u, v] += s0
-        v += 1
-
-
-@njit(inline="always", fastmath=True)
 def _dot_taps_3(acc0, acc1, acc2, u, g0, g1, g2, row, ow):
-    """:func:`_dot_taps` for three output channels' gradient rows at once: every input value loaded
-    feeds three channels' sums (nine sums per pass over three taps)."""
+    """``acc_k[u, v] += sum_j g_k[j] * row[j + v]`` for every tap v and three output channels' gradient
+    rows ``g_k``: three taps per pass, and every input value loaded feeds three channels' sums (nine
+    sums per pass)."""
     kw = acc0.shape[1]
     v = 0
     while v + 3 <= kw:
@@ -362,7 +335,7 @@ def _backward_weight_rows(x, gy, ph, pw, gw):
     Each sample's input plane is copied into a zero-padded plane local to the task (so every tap's
     window is a whole row, with no range to clip), then every output-gradient row meets the kh padded
     rows under it in kh*kw dot products, three taps per pass and three output channels per loaded input
-    value (:func:`_dot_taps_3`).  The rows stay in L1 while all taps read them, where one task per weight
+    value (:func:`_dot_taps_3`; a group of one or two channels repeats a row).  The rows stay in L1 while all taps read them, where one task per weight
     streams the whole batch from memory once per tap.  Each row's dot product is summed in float32
     (vectorised) and added to a float64 total per tap, so sums over N*OH rows lose no precision to their
     length."""
@@ -388,12 +361,9 @@ def _backward_weight_rows(x, gy, ph, pw, gw):
                     if r < 0 or r >= h:
                         continue        # a row of the zero border adds nothing
                     row = xp[i + u]
-                    if o1 - o0 == 3:
-                        _dot_taps_3(acc[0], acc[1], acc[2], u, gy[n, o0, i], gy[n, o0 + 1, i], gy[n, o0 + 2, i],
-                                    row, ow)
-                    else:
-                        for o in range(o0, o1):
-                            _dot_taps(acc[o - o0], u, gy[n, o, i], row, ow)
+                    # a group of one or two channels repeats its last row; the repeats' sums are not written
+                    _dot_taps_3(acc[0], acc[1], acc[2], u, gy[n, o0, i], gy[n, min(o0 + 1, o1 - 1), i],
+                                gy[n, min(o0 + 2, o1 - 1), i], row, ow)
         for o in range(o0, o1):
             for u in range(kh):
                 for v in range(kw):
