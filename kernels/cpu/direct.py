@@ -1,19 +1,26 @@
 """Direct convolution for layers with few output channels (SRCNN's 32->1 5x5 output layer, VDSR's
-64->1 and EDSR's 64->3 tails).
+64->1, EDSR's 64->3 and SRResNet's 9x9 64->3 tails).
 
 Through im2col such a layer is a GEMM with 1-3 rows: all the cost is building a column matrix
 kh*kw times larger than the input (172 MiB for SRCNN's last layer at batch 128) that is then read
-once.  Here every output value is accumulated straight from the (padded) input instead.  The loops
-are ordered so that the innermost one walks a contiguous row of the input and of the output plane
-(``j``), which LLVM vectorises; the output plane of one (sample, channel) stays in L1 while all
-C*kh*kw taps are added into it.
+once.  Here every output value is accumulated straight from the input instead.  The loops are
+ordered so that the innermost one walks a contiguous row of the input and of the output (``j``),
+which LLVM vectorises.  Two layouts of the work, by plane size (:data:`rows_min_pixels`):
 
-Twin: :class:`tinysr.functional.conv.NumpyConvImpl` (the same three maps via im2col + GEMM).
-``forward`` takes an input already zero-padded by the caller (``xp``) and ``backward_data`` writes a
-padded gradient (``gxp``), which the caller crops one slice of the batch at a time.  ``backward_weight``
-pads implicitly: each tap only visits the output positions whose input pixel lies inside the image, so
-no padded copy of the input is made for it (for EDSR-baseline's tail, 64 channels of 96x96 at batch 16,
-the padded copies of the input and of its gradient would add 115 MiB to the peak of a training step).
+* **small planes** (training patches of SRCNN and VDSR): the output plane of one (sample, channel)
+  stays in L1 while all C*kh*kw taps are added into it; the input is zero-padded first, the input
+  gradient is written padded (``gxp``) and cropped by the caller a slice of the batch at a time, and
+  the weight gradient is one long dot product per weight that visits only the output positions whose
+  input pixel lies inside the image;
+* **large planes** (SRResNet's and EDSR's tails on 96x96 patches, whole images): blocks of output rows
+  for up to three output channels, which share every input row they load and pad the rows they read
+  themselves; the input gradient is the same forward pass on the padded output gradient with the
+  filters turned by 180 degrees; the weight gradient goes row by row inside a small padded plane.
+
+Neither layout makes a padded copy of a whole batch for the gradients (for EDSR-baseline's tail, 64
+channels of 96x96 at batch 16, padded copies of the input and of its gradient would add 115 MiB to the
+peak of a training step).  Twin: :class:`tinysr.functional.conv.NumpyConvImpl` (the same three maps via
+im2col + GEMM).
 """
 import numpy as np
 from numba import njit, prange
