@@ -24,6 +24,8 @@ Work is cut into chunks of whole tile rows (:data:`chunk_budget` bytes of V), an
 single-threaded BLAS: the buffers stay small, and there is one synchronisation per layer.  Only
 float32 NumPy arrays reach the kernels; anything else goes to the NumPy twin.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -62,10 +64,7 @@ def _channel_block(n_c, plane):
     128 x 128 or 256 x 256 every channel lands on the same set, its 8 ways hold 8 of them, and the
     loads miss.  So all the channels when at most 8 share a set, else 8 at a time.
     """
-    g, rest = 4096, (plane * 4) % 4096
-    while rest:                                     # g = gcd(4096, plane bytes)
-        g, rest = rest, g % rest
-    sets = min(64, 4096 // g)                       # distinct sets the channels' rows start on
+    sets = min(64, 4096 // math.gcd(4096, plane * 4))   # distinct sets the channels' rows start on
     return n_c if n_c <= 8 * sets else 8
 
 
