@@ -512,10 +512,25 @@ def test_ship_weights_records_the_curve_and_a_run_started_from_them_continues_it
                           **{**kw, "log": lines.append})
     assert any("starting from the weights tiny-x2" in m and "arrays copied" in m for m in lines), lines
     _, _, meta = checkpoint.load(second.checkpoint)
-    assert meta["init_from"] == {"weights": "tiny-x2", "steps": 4, "copied": meta["init_from"]["copied"]}
-    again = api.ship_weights(second.checkpoint, "tiny-x2", command="c", train_seconds=1, datasets=(test,))
+    start = meta["init_from"]
+    assert {k: start[k] for k in ("weights", "steps")} == {"weights": "tiny-x2", "steps": 4}
+    assert start["train_seconds"] == 1 and [p["step"] for p in start["curve"]] == [2, 4]
+    again = api.ship_weights(second.checkpoint, "tiny-x2", command="c", datasets=(test,))
     assert again["steps"] == 6 and [p["step"] for p in again["curve"]] == [2, 4, 6]
     assert again["curve"][2]["cpu_hours"] >= again["curve"][1]["cpu_hours"]
+    assert again["train_seconds"] == round(1 + meta["history"]["seconds"])
+    # the run goes on after its source was re-shipped from it: it resumes, keeps the start it was made from,
+    # and shipping it again counts neither the re-shipped steps nor their hours twice
+    third = tinysr.train("edsr_baseline", iterations=4, out_dir=tmp_path / "b", init_from="tiny-x2", **kw)
+    assert third.resumed_from is not None
+    _, _, meta = checkpoint.load(third.checkpoint)
+    assert meta["init_from"] == start
+    last = api.ship_weights(third.checkpoint, "tiny-x2", command="c", datasets=(test,))
+    assert last["steps"] == 8 and [p["step"] for p in last["curve"]] == [2, 4, 6, 8]
+    assert last["train_seconds"] == round(1 + meta["history"]["seconds"])
+    # another source is another run
+    with pytest.raises(ValueError, match="belongs to another run .*init_from 'tiny-x2' there, None now"):
+        tinysr.train("edsr_baseline", iterations=6, out_dir=tmp_path / "b", **kw)
 
 
 def test_init_from_copies_what_matches_and_refuses_weights_of_another_design(small_data, tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ import platform
 
 import numpy as np
 
-from . import options
+from . import checkpoint, options
 from .models.common import INPUT_CONVENTIONS, SRModel
 from .shipped import (load_checkpoint_file, record_shipped, resolve_model, shipped_weights, stage_weights,
                       training_curve)
@@ -225,7 +225,7 @@ def results_table(paper=None):
     return "\n".join(lines)
 
 
-def ship_weights(checkpoint_path, name, *, command, train_seconds, machine=None,
+def ship_weights(checkpoint_path, name, *, command, train_seconds=None, machine=None,
                  datasets=("Set5", "Set14", "B100"), note="", dtype="float32"):
     """Maintainer tool: copy a checkpoint's weights into ``tinysr/weights/<name>.npz`` and record them.
 
@@ -238,8 +238,16 @@ def ship_weights(checkpoint_path, name, *, command, train_seconds, machine=None,
     architecture), the measured PSNR/SSIM, and the run's ``curve`` of Set5 PSNR against CPU hours
     (:func:`~tinysr.shipped.training_curve`, drawn by ``docs/training_cost.py``).  A file over the package's limits
     (:func:`tinysr.shipped.check_ship_size`: 4 MB a file, 20 MB in all) is refused in one sentence and
-    nothing is written.  Returns the entry.
+    nothing is written.  ``train_seconds`` defaults to the run's own training seconds (its checkpoint's
+    history) plus those the weights it started from had cost when it started.  Returns the entry.
     """
+    if train_seconds is None:
+        _, _, meta = checkpoint.load(checkpoint_path)
+        start = meta.get("init_from") or {}
+        if start and "train_seconds" not in start:
+            raise ValueError(f"{checkpoint_path} started from {start.get('weights')!r} without recording what those "
+                             "weights cost: give train_seconds")
+        train_seconds = float(meta.get("history", {}).get("seconds", 0.0)) + float(start.get("train_seconds", 0.0))
     path, keep, history = stage_weights(checkpoint_path, name, dtype)
     curve = training_curve(history, keep.get("init_from"), scale=keep["scale"])   # before this entry replaces one
     state_model, _ = load_checkpoint_file(path)      # evaluate what users will load, rounding included

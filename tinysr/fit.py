@@ -135,7 +135,7 @@ def train(model="srcnn", *, scale=3, device="cpu", data="T91", eval_data="Set5",
     trainer = Trainer(net, sample, opt, loss=loss_fn(rec, net, scales[0], iterations), schedule=schedule,
                       clip=clip_fn, evaluate=evaluate_fn, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       out_dir=out_dir, seed=seed, meta=meta, device=device, log=log, progress=progress,
-                      communicator=comm, check_run=check_same_run)
+                      communicator=comm, check_run=_resume_keeping_start)
     evals = f"evaluating on {describe(eval_data)} every {eval_every}" if eval_data is not None else "no evaluation"
     resumed = trainer.begin(iterations, resume=resume, plan=evals)
     trainer.run(iterations)
@@ -162,7 +162,23 @@ def _init_from(net, source, log):
     fresh = [k for k in ours if k not in same]
     log(f"==> starting from the weights {source}: {len(same)} of {len(ours)} parameter arrays copied"
         + (f"; initialised afresh: {', '.join(fresh)}" if fresh else ""))
-    return {"weights": str(source), "steps": int(src.tinysr_meta.get("step") or 0), "copied": len(same)}
+    start = {"weights": str(source), "steps": int(src.tinysr_meta.get("step") or 0), "copied": len(same)}
+    entry = src.tinysr_meta.get("manifest")
+    if entry:
+        # Shipped weights are re-shipped as the runs continuing them improve: the run keeps what they cost
+        # and how they got there at its start, so its own curve and hours never count a later version.
+        start.update(train_seconds=entry.get("train_seconds", 0), scale=entry.get("scale"),
+                     curve=entry.get("curve", []))
+    return start
+
+
+def _resume_keeping_start(path, old, meta):
+    """The resume test of :func:`train`: :func:`check_same_run`, and then the resumed run keeps the start it was
+    made from (``meta["init_from"]`` becomes the checkpoint's), since its source may have been re-shipped since."""
+    changes = check_same_run(path, old, meta)
+    if "init_from" in old:
+        meta["init_from"] = old["init_from"]
+    return changes
 
 
 def _override_recipe(rec, batch_size, clip):
@@ -405,6 +421,12 @@ def check_same_run(path, old, meta):
     for k in _RESUME_MAY_CHANGE:
         if k in old and norm(old[k]) != norm(meta.get(k)):
             changes[k] = {"from": old[k], "to": meta.get(k)}
+    # A run started from shipped weights is the same run whichever version of them is shipped now: only the
+    # source's name tells runs apart.
+    old, meta = dict(old), dict(meta)
+    for m in (old, meta):
+        if isinstance(m.get("init_from"), dict):
+            m["init_from"] = m["init_from"].get("weights")
     diff = []
     for k in _SAME_RUN_KEYS:
         if k not in old or norm(old[k]) == norm(meta[k]):

@@ -238,11 +238,17 @@ def training_curve(history, init_from=None, manifest=None, scale=None):
     interval between evaluations times the threads the run used then.  A run started from shipped weights
     (``init_from``, as :func:`tinysr.fit.train` records it) continues the curve those weights shipped with,
     in steps and in hours; weights of another scale than the run's (``scale``: x4 from x2) pass on their
-    steps and hours but not their points, whose PSNR measures another task."""
+    steps and hours but not their points, whose PSNR measures another task.  The source's curve is the one
+    ``init_from`` recorded at the run's start; a record without one takes the points of ``manifest``'s entry
+    up to the steps the run started from."""
     manifest = read_manifest() if manifest is None else manifest
-    start = manifest.get((init_from or {}).get("weights"), {}) if init_from else {}
-    earlier = start.get("curve", [])
-    steps0 = int(init_from.get("steps", 0)) if init_from else 0
+    init_from = init_from or {}
+    steps0 = int(init_from.get("steps", 0))
+    if "curve" in init_from:
+        start = init_from
+    else:
+        start = manifest.get(init_from.get("weights"), {}) if init_from else {}
+    earlier = [p for p in start.get("curve", []) if p["step"] <= steps0]
     hours0 = earlier[-1]["cpu_hours"] if earlier else 0.0
     before = earlier if scale is None or start.get("scale") == scale else []
     points, hours, seconds = [], hours0, 0.0

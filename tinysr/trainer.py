@@ -120,7 +120,8 @@ class Trainer:
         (each change is logged and recorded in the history under ``"changes"``); see :meth:`resume`
     check_run : callable(path, old_meta, meta) -> changes, a further test a checkpoint must pass to be this
         run's (:func:`tinysr.fit.check_same_run` compares recipes field by field); it raises to refuse
-        and returns the entries allowed to differ, as ``{key: {"from": old, "to": new}}``
+        and returns the entries allowed to differ, as ``{key: {"from": old, "to": new}}``; it may set in
+        ``meta`` (the run's own) what the resumed run keeps from the checkpoint
     explode_factor : a loss this many times the median of the (up to 50) losses before it counts as
         exploding; the guard works from the second step on (the first can only be non-finite), and
         every checkpoint is preceded by the same test of the just-updated parameters on the step's
