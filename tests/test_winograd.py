@@ -145,6 +145,32 @@ def test_numba_winograd_equals_numpy_twin(monkeypatch, budget, m, case):
     np.testing.assert_allclose(gw, gw_ref, atol=1e-5 * np.abs(gw_ref).max())
 
 
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("flip", [False, True])
+def test_filter_transform_kernel_equals_the_numpy_one(m, flip):
+    from tinysr.functional.conv_reference import flipped_filters, winograd_filter
+    w = np.random.default_rng(m).standard_normal((5, 3, 3, 3)).astype(np.float32)
+    want = winograd_filter(flipped_filters(w) if flip else w, m)
+    got = np.full_like(want, np.nan)
+    KW.filter_transform(w, np.ascontiguousarray(winograd_matrices(m, dtype=np.float32)[1]), flip, got)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_filter_gradient_kernel_is_the_adjoint_of_the_transform(m):
+    rng = np.random.default_rng(m)
+    g = np.ascontiguousarray(winograd_matrices(m, dtype=np.float32)[1])
+    du = rng.standard_normal(((m + 2) ** 2, 3, 5)).astype(np.float32)
+    got = np.full((5, 3, 3, 3), np.nan, dtype=np.float32)
+    KW.filter_gradient(du, g, got)
+    want = np.einsum("ik,ijco,jl->ockl", g, du.reshape(m + 2, m + 2, 3, 5), g)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)     # <U(w), dU> = <w, G^T dU G>
+    u = np.empty_like(du)
+    KW.filter_transform(w, g, False, u)
+    np.testing.assert_allclose(np.vdot(u, du), np.vdot(w, got), rtol=1e-4)
+
+
 def test_numba_winograd_float64_goes_to_the_twin():
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((1, 2, 6, 5)), rng.standard_normal((3, 2, 3, 3))

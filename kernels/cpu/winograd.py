@@ -29,8 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
-from tinysr.functional.conv_reference import (WinogradImpl, filter_cache, flipped_filters, winograd_filter,
-                                              winograd_matrices, winograd_tiles)
+from tinysr.functional.conv_reference import WinogradImpl, filter_cache, winograd_matrices, winograd_tiles
 
 from . import threads
 
@@ -221,6 +220,74 @@ def tiles_out(mm, g0, g1, th, tw, at, bias, has_bias, y):
                     row[s] = src[s] + b
 
 
+@njit(nogil=True, cache=True)
+def filter_transform(w, g, flip, u):
+    """The transformed filters ``U = G w G^T`` of the GEMMs, from ``w`` (O, C, 3, 3) and ``g`` (a, 3).
+
+    ``u[i*a + j, c, o] = (G w[o, c] G^T)[i, j]`` (shape (a*a, C, O)); with ``flip`` the filters of the input
+    gradient, each turned by 180 degrees with O and C swapped: ``u[i*a + j, o, c] = (G w[o, c, ::-1, ::-1]
+    G^T)[i, j]`` (shape (a*a, O, C)).  The same numbers as :func:`~tinysr.functional.conv_reference.winograd_filter`,
+    computed for a whole row ``u[xi, p, :]`` at a time (the filters are first laid out (p, k, l, q)), so the
+    loops run over contiguous vectors.
+    """
+    n_o, n_c = w.shape[0], w.shape[1]
+    a = g.shape[0]
+    n_p, n_q = (n_o, n_c) if flip else (n_c, n_o)
+    wt = np.empty((3, 3, n_q), dtype=np.float32)
+    tmp = np.empty((a, 3, n_q), dtype=np.float32)
+    for p in range(n_p):
+        for k in range(3):
+            for l in range(3):
+                for q in range(n_q):
+                    wt[k, l, q] = w[p, q, 2 - k, 2 - l] if flip else w[q, p, k, l]
+        for i in range(a):                          # tmp = G @ w, down the rows
+            g0, g1, g2 = g[i, 0], g[i, 1], g[i, 2]
+            for l in range(3):
+                for q in range(n_q):
+                    tmp[i, l, q] = g0 * wt[0, l, q] + g1 * wt[1, l, q] + g2 * wt[2, l, q]
+        for i in range(a):                          # u = tmp @ G^T, along the columns
+            for j in range(a):
+                h0, h1, h2 = g[j, 0], g[j, 1], g[j, 2]
+                dst = u[i * a + j, p]
+                for q in range(n_q):
+                    dst[q] = tmp[i, 0, q] * h0 + tmp[i, 1, q] * h1 + tmp[i, 2, q] * h2
+
+
+@njit(nogil=True, cache=True)
+def filter_gradient(du, g, gw):
+    """``gw[o, c] = G^T dU[:, :, c, o] G`` (O, C, 3, 3): the weight gradient from its Winograd-domain sum
+    ``du`` (a*a, C, O) -- the adjoint of :func:`filter_transform` -- a row ``du[xi, c, :]`` at a time."""
+    n_c, n_o = du.shape[1], du.shape[2]
+    a = g.shape[0]
+    tmp = np.empty((a, 3, n_o), dtype=np.float32)
+    acc = np.empty((3, 3, n_o), dtype=np.float32)
+    for c in range(n_c):
+        for i in range(a):                          # tmp = dU @ G, along the columns
+            for l in range(3):
+                t = tmp[i, l]
+                t[:] = 0
+                for j in range(a):
+                    coef = g[j, l]
+                    if coef != 0:
+                        src = du[i * a + j, c]
+                        for o in range(n_o):
+                            t[o] += coef * src[o]
+        for k in range(3):                          # acc = G^T @ tmp, down the rows
+            for l in range(3):
+                dst = acc[k, l]
+                dst[:] = 0
+                for i in range(a):
+                    coef = g[i, k]
+                    if coef != 0:
+                        src = tmp[i, l]
+                        for o in range(n_o):
+                            dst[o] += coef * src[o]
+        for o in range(n_o):
+            for k in range(3):
+                for l in range(3):
+                    gw[o, c, k, l] = acc[k, l, o]
+
+
 def _fast(*arrays):
     return all(type(a) is np.ndarray and a.dtype == np.float32 for a in arrays)
 
@@ -257,6 +324,7 @@ class NumbaWinogradImpl:
         self.twin = WinogradImpl(m)
         at, g, bt = winograd_matrices(m, dtype=np.float32)
         self.at, self.g, self.bt = np.ascontiguousarray(at), g, np.ascontiguousarray(bt)
+        self.g32 = np.ascontiguousarray(g)
         self.a_mat = np.ascontiguousarray(at.T)      # (a, m): the adjoint of the inverse transform
 
     def _conv(self, x, u, pad, o, bias=None):
@@ -284,9 +352,12 @@ class NumbaWinogradImpl:
         return y
 
     def _u(self, w, flipped=False):
-        if flipped:
-            return filter_cache.get(w, ("U_flipped", self.m), lambda w_: winograd_filter(flipped_filters(w_), self.m))
-        return filter_cache.get(w, ("U", self.m), lambda w_: winograd_filter(w_, self.m))
+        def transform(w_):
+            o, c = w_.shape[0], w_.shape[1]
+            u = np.empty((self.a * self.a, o, c) if flipped else (self.a * self.a, c, o), dtype=np.float32)
+            filter_transform(np.ascontiguousarray(w_), self.g32, flipped, u)
+            return u
+        return filter_cache.get(w, ("U_flipped" if flipped else "U", self.m), transform)
 
     def forward(self, x, w, stride, padding, bias=None):
         if not _fast(x, w) or (bias is not None and not _fast(bias)):
@@ -328,8 +399,9 @@ class NumbaWinogradImpl:
         du = sums[0]
         for part in sums[1:]:
             du += part
-        du = du.reshape(self.a, self.a, c, o)
-        return np.ascontiguousarray(np.einsum("ik,ijco,jl->ockl", self.g, du, self.g, optimize=True))
+        gw = np.empty((o, c, 3, 3), dtype=np.float32)
+        filter_gradient(du, self.g32, gw)
+        return gw
 
 
 WINOGRAD2 = NumbaWinogradImpl(2)
