@@ -10,13 +10,14 @@ tinysr's ops: the kernels depend only on :mod:`tinysr.functional.conv_reference`
 Modules: :mod:`.im2col` (im2col/col2im and layout moves), :mod:`.direct` (convolution for 1-3 output
 channels), :mod:`.shifted` (stride-1 convolution as GEMMs on shifted views, no column matrix),
 :mod:`.pointwise` (activations, bias gradient, pixel shuffle), :mod:`.conv` (``NumbaConvImpl``),
-:mod:`.winograd` (Winograd F(2x2,3x3) and F(4x4,3x3)), :mod:`.threads` (who owns the cores).
+:mod:`.winograd` (Winograd F(2x2,3x3) and F(4x4,3x3)), :mod:`.threads` (who owns the cores),
+:mod:`.memory` (large outputs from a pool of recycled buffers).
 """
 from . import threads
 
 threads.configure()  # before any parallel kernel can run
 
-from . import direct, pointwise  # noqa: E402
+from . import direct, memory, pointwise  # noqa: E402
 from .conv import NumbaConvImpl, release_buffers  # noqa: E402
 from .im2col import col2im, im2col  # noqa: E402
 from .pointwise import bias_grad, pixel_shuffle, pixel_unshuffle_array  # noqa: E402
@@ -33,4 +34,4 @@ def enable():
 
 
 __all__ = ["NumbaConvImpl", "NumbaWinogradImpl", "CONV_IMPLS", "enable", "im2col", "col2im", "bias_grad",
-           "pixel_shuffle", "pixel_unshuffle_array", "release_buffers", "threads"]
+           "pixel_shuffle", "pixel_unshuffle_array", "release_buffers", "threads", "memory"]

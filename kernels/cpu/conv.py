@@ -32,7 +32,7 @@ import numpy as np
 
 from tinysr.functional.conv_reference import NumpyConvImpl, conv_output_size
 
-from . import direct, shifted
+from . import direct, memory, shifted
 from .im2col import add_bias_rows, cm_to_nchw_bias, col2im_into, im2col_into, nchw_to_cm
 from .pointwise import bias_grad
 from .threads import gemm, get_num_threads, parallel_kernels_nest, run_parallel
@@ -136,7 +136,7 @@ class NumbaConvImpl:
         has_bias = bias is not None
         b = np.ascontiguousarray(bias) if has_bias else np.zeros(1, np.float32)
         if cls._direct(o):
-            y = np.empty((n, o, oh, ow), dtype=np.float32)
+            y = memory.empty((n, o, oh, ow))
             direct.forward(x, w, b, has_bias, sh, sw, ph, pw, y)
             return y
         if cls.shifted and shifted.usable(x.shape, w.shape, stride, padding):
@@ -144,7 +144,7 @@ class NumbaConvImpl:
         k, p = c * kh * kw, oh * ow
         nb = cls._slice(n, k, p)
         w2 = w.reshape(o, k)
-        y = np.empty((n, o, p), dtype=np.float32)
+        y = memory.empty((n, o, p))
         pointwise = kh == kw == 1 and sh == sw == 1 and ph == pw == 0
         if nb == 1 or (pointwise and p >= cls.per_image_min_pixels):
             x3 = x.reshape(n, c, h * wd)
@@ -210,7 +210,7 @@ class NumbaConvImpl:
         nb = cls._slice(n, k, p)
         w2 = w.reshape(o, k)
         g3 = gy.reshape(n, o, p)
-        gx = np.empty(x.shape, dtype=np.float32) if need_x else None
+        gx = memory.empty(x.shape) if need_x else None
         parts = _shares(n, nb)
         serial = parts is None
         if serial:  # fewer samples than threads: one share, each kernel and GEMM on all threads
@@ -250,16 +250,16 @@ class NumbaConvImpl:
         oh, ow = gy.shape[2], gy.shape[3]
         kh, kw = w.shape[2], w.shape[3]
         if sh == sw == 1 and ph < kh and pw < kw and h * wd > direct.rows_min_pixels:
-            gx = np.empty(x_shape, dtype=np.float32)
+            gx = memory.empty(x_shape)
             direct.backward_data_rows(gy, w, ph, pw, gx)
             return gx
         # The padded gradient must cover every tap position; its border is dropped afterwards.
         hp, wp = max(h + 2 * ph, (oh - 1) * sh + w.shape[2]), max(wd + 2 * pw, (ow - 1) * sw + w.shape[3])
         if ph == 0 and pw == 0 and hp == h and wp == wd:
-            gx = np.empty((n, c, hp, wp), dtype=np.float32)
+            gx = memory.empty((n, c, hp, wp))
             direct.backward_data(gy, w, sh, sw, gx)
             return gx
-        gx = np.empty(x_shape, dtype=np.float32)
+        gx = memory.empty(x_shape)
         # Slices of at least 64 (sample, channel) planes keep both threads busy.
         nb = int(min(n, max(1, -(-64 // c))))
         scratch = _buffer("direct_gx", nb * c * hp * wp).reshape(nb, c, hp, wp)
@@ -286,7 +286,7 @@ class NumbaConvImpl:
         nb = cls._slice(n, k, p)
         w2t = w.reshape(o, k).T
         g3 = gy.reshape(n, o, p)
-        gx = np.empty(x_shape, dtype=np.float32)
+        gx = memory.empty(x_shape)
         parts = _shares(n, nb)
         serial = parts is None
         if serial:

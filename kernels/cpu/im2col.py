@@ -13,6 +13,8 @@ the stride is 1, so LLVM vectorises it.
 import numpy as np
 from numba import njit, prange
 
+from . import memory
+
 
 @njit(cache=True, inline="always")
 def _valid_range(size, k_off, stride, pad, out_len):
@@ -192,6 +194,6 @@ def col2im(cols, x_shape, kh, kw, stride=(1, 1), padding=(0, 0)):
     n, c, h, w = x_shape
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     cols = np.ascontiguousarray(cols).reshape(c * kh * kw, n * oh * ow)
-    out = np.empty(x_shape, dtype=cols.dtype)
+    out = memory.empty(x_shape, cols.dtype)
     col2im_into(cols, 0, n, kh, kw, sh, sw, ph, pw, oh, ow, out)
     return out

@@ -8,6 +8,8 @@ the middle so per-channel slopes and biases are loop constants -- and every inne
 import numpy as np
 from numba import njit, prange
 
+from . import memory
+
 
 @njit(parallel=True, fastmath=True, cache=True)
 def relu_forward(x, y):
@@ -135,7 +137,7 @@ def pixel_shuffle(x, r):
     """(N, C*r*r, H, W) -> (N, C, H*r, W*r) in PyTorch's channel order; any strides in, contiguous out."""
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
-    y = np.empty((n, c // (r * r), h * r, w * r), dtype=x.dtype)
+    y = memory.empty((n, c // (r * r), h * r, w * r), x.dtype)
     pixel_shuffle_forward(x, r, y)
     return y
 
@@ -144,6 +146,6 @@ def pixel_unshuffle_array(y, r):
     """(N, C, H*r, W*r) -> (N, C*r*r, H, W); contiguous out."""
     y = np.ascontiguousarray(y)
     n, c, hr, wr = y.shape
-    x = np.empty((n, c * r * r, hr // r, wr // r), dtype=y.dtype)
+    x = memory.empty((n, c * r * r, hr // r, wr // r), y.dtype)
     pixel_unshuffle(y, r, x)
     return x

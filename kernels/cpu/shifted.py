@@ -37,7 +37,7 @@ module (see ``NumbaConvImpl``).
 import numpy as np
 from numba import njit, prange
 
-from . import threads
+from . import memory, threads
 
 # Bytes of one block's column matrix: it, the (O, block) result and the padded image stay in cache while
 # the GEMM still gets hundreds to thousands of columns: 2 MB is the fastest of 0.5 / 1 / 2 / 4 MB for
@@ -182,7 +182,7 @@ def forward(x, w, padding, bias=None):
     w2 = w.reshape(o, c * kh * kw)
     has_bias = bias is not None
     b = np.ascontiguousarray(bias) if has_bias else np.zeros(1, np.float32)
-    y = np.empty((n, o, oh, ow), dtype=np.float32)
+    y = memory.empty((n, o, oh, ow))
 
     def work(items):
         image = padded.reader()

@@ -31,7 +31,7 @@ from numba import njit
 
 from tinysr.functional.conv_reference import WinogradImpl, filter_cache, winograd_matrices, winograd_tiles
 
-from . import threads
+from . import memory, threads
 
 #: Bytes of transformed input per chunk: with the GEMM output beside it (as large for O = C), a chunk
 #: fits a core's 2 MiB L2 while each of the a*a GEMMs still gets about a hundred rows.  Training steps
@@ -333,7 +333,7 @@ class NumbaWinogradImpl:
         n, c, h, w = x.shape
         oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
         th, tw = winograd_tiles(oh, ow, self.m)
-        y = np.empty((n, o, oh, ow), dtype=np.float32)
+        y = memory.empty((n, o, oh, ow))
         has_bias = bias is not None
         b = np.ascontiguousarray(bias, dtype=np.float32) if has_bias else np.zeros(1, np.float32)
         parts, tiles = _chunks(n * th, tw, self.a, max(c, o))

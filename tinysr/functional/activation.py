@@ -31,7 +31,7 @@ class ReLU(Function):
         if k is not None:
             # Keep the output, not a mask: it is alive anyway as the next layer's input, and
             # y > 0 exactly where x > 0.
-            self.y = np.empty(x.shape, dtype=x.dtype)
+            self.y = k.memory.empty(x.shape, x.dtype)
             k.pointwise.relu_forward(_flat(x), self.y.reshape(-1))
             return self.y
         self.mask = x > 0
@@ -41,7 +41,7 @@ class ReLU(Function):
         if hasattr(self, "y"):
             k = _fast(gy)
             if k is not None:
-                gx = np.empty(gy.shape, dtype=gy.dtype)
+                gx = k.memory.empty(gy.shape, gy.dtype)
                 k.pointwise.relu_backward(self.y.reshape(-1), _flat(gy), gx.reshape(-1))
                 return gx
             return gy * (self.y > 0)
@@ -58,7 +58,7 @@ class LeakyReLU(Function):
         k = _fast(x)
         if k is not None:
             self.x = _flat(x)
-            y = np.empty(x.shape, dtype=x.dtype)
+            y = k.memory.empty(x.shape, x.dtype)
             k.pointwise.leaky_forward(self.x, np.float32(self.slope), y.reshape(-1))
             return y
         self.mask = x > 0
@@ -67,8 +67,8 @@ class LeakyReLU(Function):
     def backward(self, gy):
         if hasattr(self, "x"):
             k = _fast(gy)
-            gx = np.empty(gy.shape, dtype=gy.dtype)
             if k is not None:
+                gx = k.memory.empty(gy.shape, gy.dtype)
                 k.pointwise.leaky_backward(self.x, _flat(gy), np.float32(self.slope), gx.reshape(-1))
                 return gx
             self.mask = self.x.reshape(gy.shape) > 0
@@ -91,7 +91,7 @@ class PReLU(Function):
             self.fast = k
             x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
             self.save_for_backward(x3, np.ascontiguousarray(a))
-            y = np.empty(x.shape, dtype=x.dtype)
+            y = k.memory.empty(x.shape, x.dtype)
             k.pointwise.prelu_forward(x3, self.saved[1], y.reshape(x3.shape))
             return y
         shape = (1, -1) + (1,) * (x.ndim - 2) if x.ndim > 1 else (-1,)
@@ -103,7 +103,7 @@ class PReLU(Function):
     def backward(self, gy):
         if getattr(self, "fast", None) is not None and gy.dtype == np.float32:
             x3, a = self.saved
-            gx = np.empty(gy.shape, dtype=gy.dtype)
+            gx = self.fast.memory.empty(gy.shape, gy.dtype)
             ga_nc = np.empty(x3.shape[:2], dtype=np.float32)
             self.fast.pointwise.prelu_backward(x3, a, np.ascontiguousarray(gy).reshape(x3.shape),
                                                gx.reshape(x3.shape), ga_nc)
