@@ -143,6 +143,10 @@ def test_numba_winograd_equals_numpy_twin(monkeypatch, budget, m, case):
     np.testing.assert_allclose(gx, gx_ref, atol=1e-5 * np.abs(gx_ref).max())
     gw, gw_ref = fast.backward_weight(x, gy, w.shape, s, pad), twin.backward_weight(x, gy, w.shape, s, pad)
     np.testing.assert_allclose(gw, gw_ref, atol=1e-5 * np.abs(gw_ref).max())
+    gx2, gw2 = fast.backward(x, w, gy, s, pad)             # both in one pass (padding 1) or one after the other
+    np.testing.assert_allclose(gx2, gx_ref, atol=1e-5 * np.abs(gx_ref).max())
+    np.testing.assert_allclose(gw2, gw_ref, atol=1e-5 * np.abs(gw_ref).max())
+    assert fast.backward(x, w, gy, s, pad, need_x=False)[0] is None
 
 
 @pytest.mark.parametrize("m", [2, 4])

@@ -372,6 +372,51 @@ class NumbaWinogradImpl:
             return self.twin.backward_data(gy, w, x_shape, stride, padding)
         return self._conv(gy, self._u(w, flipped=True), (2 - padding[0], 2 - padding[1]), w.shape[1])
 
+    def backward(self, x, w, gy, stride, padding, need_x=True):
+        """``(gx, gw)``: both gradients of a training step.  With padding 1 the input gradient's tiles are
+        the output gradient's, so one pass over the chunks computes both: each chunk of ``gy`` is
+        transformed for the input gradient and, still in cache, for the weight gradient (VDSR's layer,
+        2 threads: 16.4-17.1 -> 15.5-16.1 ms; EDSR's 48 x 48 the same)."""
+        if not need_x or tuple(padding) != (1, 1) or not _fast(x, w, gy):
+            gx = self.backward_data(gy, w, x.shape, stride, padding) if need_x else None
+            return gx, self.backward_weight(x, gy, w.shape, stride, padding)
+        x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+        n, c, h, wd = x.shape
+        o = gy.shape[1]
+        th, tw = winograd_tiles(h, wd, self.m)
+        parts, tiles = _chunks(n * th, tw, self.a, max(c, o))
+        aa, m, uf = self.a * self.a, self.m, self._u(w, flipped=True)
+        gx = memory.empty((n, c, h, wd))
+        zero = np.zeros(1, np.float32)
+        sums = [np.zeros((aa, c, o), dtype=np.float32) for _ in parts]
+
+        def work(job):
+            items, total = job
+            vo = np.empty((aa, tiles, o), dtype=np.float32)
+            vc = np.empty((aa, tiles, c), dtype=np.float32)
+            prod = np.empty((aa, c, o), dtype=np.float32)
+            for g0, g1 in items:
+                k = (g1 - g0) * tw
+                tiles_in(gy, g0, g1, th, tw, m, 1, 1, self.bt, vo)           # input gradient: gy * U_flipped
+                np.matmul(vo[:, :k], uf, out=vc[:, :k])
+                tiles_out(vc, g0, g1, th, tw, self.at, zero, False, gx)
+                tiles_in(x, g0, g1, th, tw, m, 1, 1, self.bt, vc)            # weight gradient: V^T dM
+                tiles_in(gy, g0, g1, th, tw, m, 0, 0, self.a_mat, vo)
+                np.matmul(vc[:, :k].transpose(0, 2, 1), vo[:, :k], out=prod)
+                total += prod
+
+        threads.run_parallel(work, list(zip(parts, sums)))
+        return gx, self._gradient_from(sums, c, o)
+
+    def _gradient_from(self, sums, c, o):
+        """``dW = G^T dU G`` from the threads' partial sums of ``dU`` (a*a, C, O)."""
+        du = sums[0]
+        for part in sums[1:]:
+            du += part
+        gw = np.empty((o, c, 3, 3), dtype=np.float32)
+        filter_gradient(du, self.g32, gw)
+        return gw
+
     def backward_weight(self, x, gy, w_shape, stride, padding):
         if not _fast(x, gy):
             return self.twin.backward_weight(x, gy, w_shape, stride, padding)
@@ -396,12 +441,7 @@ class NumbaWinogradImpl:
                 total += prod
 
         threads.run_parallel(work, list(zip(parts, sums)))
-        du = sums[0]
-        for part in sums[1:]:
-            du += part
-        gw = np.empty((o, c, 3, 3), dtype=np.float32)
-        filter_gradient(du, self.g32, gw)
-        return gw
+        return self._gradient_from(sums, c, o)
 
 
 WINOGRAD2 = NumbaWinogradImpl(2)
