@@ -385,28 +385,37 @@ class NumbaWinogradImpl:
         o = gy.shape[1]
         th, tw = winograd_tiles(h, wd, self.m)
         parts, tiles = _chunks(n * th, tw, self.a, max(c, o))
-        aa, m, uf = self.a * self.a, self.m, self._u(w, flipped=True)
+        m, uf = self.m, self._u(w, flipped=True)
         gx = memory.empty((n, c, h, wd))
         zero = np.zeros(1, np.float32)
-        sums = [np.zeros((aa, c, o), dtype=np.float32) for _ in parts]
+        sums = [np.zeros((self.a * self.a, c, o), dtype=np.float32) for _ in parts]
 
         def work(job):
             items, total = job
-            vo = np.empty((aa, tiles, o), dtype=np.float32)
-            vc = np.empty((aa, tiles, c), dtype=np.float32)
-            prod = np.empty((aa, c, o), dtype=np.float32)
+            vc, vo, prod = self._weight_buffers(tiles, c, o)
             for g0, g1 in items:
                 k = (g1 - g0) * tw
                 tiles_in(gy, g0, g1, th, tw, m, 1, 1, self.bt, vo)           # input gradient: gy * U_flipped
                 np.matmul(vo[:, :k], uf, out=vc[:, :k])
                 tiles_out(vc, g0, g1, th, tw, self.at, zero, False, gx)
-                tiles_in(x, g0, g1, th, tw, m, 1, 1, self.bt, vc)            # weight gradient: V^T dM
-                tiles_in(gy, g0, g1, th, tw, m, 0, 0, self.a_mat, vo)
-                np.matmul(vc[:, :k].transpose(0, 2, 1), vo[:, :k], out=prod)
-                total += prod
+                self._add_weight_chunk(x, gy, g0, g1, th, tw, (1, 1), vc, vo, prod, total)
 
         threads.run_parallel(work, list(zip(parts, sums)))
         return gx, self._gradient_from(sums, c, o)
+
+    def _weight_buffers(self, tiles, c, o):
+        """A thread's buffers for the weight gradient: V (a*a, tiles, C), dM (a*a, tiles, O), a product (a*a, C, O)."""
+        aa = self.a * self.a
+        return (np.empty((aa, tiles, c), dtype=np.float32), np.empty((aa, tiles, o), dtype=np.float32),
+                np.empty((aa, c, o), dtype=np.float32))
+
+    def _add_weight_chunk(self, x, gy, g0, g1, th, tw, pad, v, dm, prod, total):
+        """``total += V^T dM`` over the tile rows ``g0..g1``: one chunk's share of ``dU``."""
+        k = (g1 - g0) * tw
+        tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v)
+        tiles_in(gy, g0, g1, th, tw, self.m, 0, 0, self.a_mat, dm)
+        np.matmul(v[:, :k].transpose(0, 2, 1), dm[:, :k], out=prod)
+        total += prod
 
     def _gradient_from(self, sums, c, o):
         """``dW = G^T dU G`` from the threads' partial sums of ``dU`` (a*a, C, O)."""
@@ -425,20 +434,13 @@ class NumbaWinogradImpl:
         o, oh, ow = gy.shape[1], gy.shape[2], gy.shape[3]
         th, tw = winograd_tiles(oh, ow, self.m)
         parts, tiles = _chunks(n * th, tw, self.a, max(c, o))
-        aa, m = self.a * self.a, self.m
-        sums = [np.zeros((aa, c, o), dtype=np.float32) for _ in parts]
+        sums = [np.zeros((self.a * self.a, c, o), dtype=np.float32) for _ in parts]
 
         def work(job):
             items, total = job
-            v = np.empty((aa, tiles, c), dtype=np.float32)
-            dm = np.empty((aa, tiles, o), dtype=np.float32)
-            prod = np.empty((aa, c, o), dtype=np.float32)
+            buffers = self._weight_buffers(tiles, c, o)
             for g0, g1 in items:
-                k = (g1 - g0) * tw
-                tiles_in(x, g0, g1, th, tw, m, padding[0], padding[1], self.bt, v)
-                tiles_in(gy, g0, g1, th, tw, m, 0, 0, self.a_mat, dm)
-                np.matmul(v[:, :k].transpose(0, 2, 1), dm[:, :k], out=prod)
-                total += prod
+                self._add_weight_chunk(x, gy, g0, g1, th, tw, padding, *buffers, total)
 
         threads.run_parallel(work, list(zip(parts, sums)))
         return self._gradient_from(sums, c, o)
