@@ -253,35 +253,34 @@ def filter_transform(w, g, flip, u):
                     dst[q] = tmp[i, 0, q] * h0 + tmp[i, 1, q] * h1 + tmp[i, 2, q] * h2
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _combine(dst, coefs, srcs):
+    """``dst = sum_j coefs[j] * srcs[j]`` over the rows of ``srcs``, skipping zero coefficients."""
+    dst[:] = 0
+    for j in range(srcs.shape[0]):
+        coef = coefs[j]
+        if coef != 0:
+            src = srcs[j]
+            for o in range(dst.size):
+                dst[o] += coef * src[o]
+
+
 @njit(nogil=True, cache=True)
 def filter_gradient(du, g, gw):
     """``gw[o, c] = G^T dU[:, :, c, o] G`` (O, C, 3, 3): the weight gradient from its Winograd-domain sum
     ``du`` (a*a, C, O) -- the adjoint of :func:`filter_transform` -- a row ``du[xi, c, :]`` at a time."""
     n_c, n_o = du.shape[1], du.shape[2]
     a = g.shape[0]
-    tmp = np.empty((a, 3, n_o), dtype=np.float32)
+    gt = np.ascontiguousarray(g.T)                  # (3, a): a column of G as a contiguous row
+    tmp = np.empty((3, a, n_o), dtype=np.float32)
     acc = np.empty((3, 3, n_o), dtype=np.float32)
     for c in range(n_c):
         for i in range(a):                          # tmp = dU @ G, along the columns
             for l in range(3):
-                t = tmp[i, l]
-                t[:] = 0
-                for j in range(a):
-                    coef = g[j, l]
-                    if coef != 0:
-                        src = du[i * a + j, c]
-                        for o in range(n_o):
-                            t[o] += coef * src[o]
+                _combine(tmp[l, i], gt[l], du[i * a:(i + 1) * a, c])
         for k in range(3):                          # acc = G^T @ tmp, down the rows
             for l in range(3):
-                dst = acc[k, l]
-                dst[:] = 0
-                for i in range(a):
-                    coef = g[i, k]
-                    if coef != 0:
-                        src = tmp[i, l]
-                        for o in range(n_o):
-                            dst[o] += coef * src[o]
+                _combine(acc[k, l], gt[k], tmp[l])
         for o in range(n_o):
             for k in range(3):
                 for l in range(3):
