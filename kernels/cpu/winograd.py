@@ -17,7 +17,10 @@ tiles a x a (a = m + 2).  For one chunk of tiles:
 The weight gradient stays in the Winograd domain: the output gradient goes through the adjoint of
 the inverse transform (:func:`tiles_in` with ``A`` in place of ``BT``, tiles of m pixels),
 ``dU[xi] += V[xi]^T @ dM[xi]`` sums over the chunks, and ``dW = G^T dU G`` at the end.  The input
-gradient is the forward algorithm on the flipped, transposed filters with padding 2 - p.
+gradient is the forward algorithm on the flipped, transposed filters with padding 2 - p; with padding 1
+its tiles are the output gradient's, and :meth:`NumbaWinogradImpl.backward` computes both gradients in
+one pass over the chunks.  The filter transforms are Numba kernels too (:func:`filter_transform`,
+:func:`filter_gradient`): a training step changes every weight, so they run three times a layer.
 
 Work is cut into chunks of whole tile rows (:data:`chunk_budget` bytes of V), and each thread of
 :func:`.threads.run_parallel` runs its chunks through all three steps with its own buffers and a
