@@ -32,15 +32,15 @@ def test_a_freed_array_is_reused_and_a_live_one_is_not():
 
 
 def test_a_view_keeps_its_buffer_in_use():
-    a = memory.empty((64,) + BIG)
+    a = memory.empty((16,) + BIG)
     a[:] = 2.0
     view = a[3].reshape(-1)[::5]
     del a
-    b = memory.empty((64,) + BIG)
+    b = memory.empty((16,) + BIG)
     b[:] = -1.0
     assert (view == 2.0).all()                              # b did not get the view's memory
     del view, b
-    assert memory.idle_bytes() >= 64 * BIG[0] * 4
+    assert memory.idle_bytes() >= 16 * BIG[0] * 4
 
 
 def test_shapes_and_dtypes_are_those_asked_for_and_small_arrays_are_plain():
@@ -55,6 +55,13 @@ def test_shapes_and_dtypes_are_those_asked_for_and_small_arrays_are_plain():
     del half
     tiny_share = memory.empty((BIG[0] + 1,), np.float32)    # under half of it: a buffer of its own
     assert tiny_share.nbytes < memory.idle_bytes()
+
+
+def test_giant_requests_are_plain_arrays():
+    giant = memory.empty((memory.max_bytes // 4 + 1,))
+    assert giant.base is None and giant.dtype == np.float32
+    del giant
+    assert memory.idle_bytes() == 0
 
 
 def test_free_buffers_beyond_the_cap_are_given_back(monkeypatch):

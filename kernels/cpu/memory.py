@@ -13,9 +13,11 @@ How.  :func:`empty` hands out views of pooled 1-D byte buffers.  A buffer is fre
 pool refers to it: every array made from it, views and reshapes included, holds a reference to it
 (NumPy points a view's ``base`` at the buffer that owns the memory), so its reference count says so
 exactly.  A free buffer serves any request of its size or up to half of it (the smallest that fits);
-otherwise a new buffer is made.  Requests under :data:`min_bytes` go straight to ``np.empty`` (malloc's
-heap recycles those well), and the free buffers kept are limited to :data:`max_idle_bytes` (the
-longest-unused go first), so inference on images of changing sizes does not hoard memory.
+otherwise a new buffer is made.  Requests under :data:`min_bytes` (malloc's heap recycles those well)
+or over :data:`max_bytes` go straight to ``np.empty``, and the free buffers kept are limited to
+:data:`max_idle_bytes` (the longest-unused go first, at the next request), so inference on images of
+changing sizes does not hoard memory.  As with PyTorch's CUDA allocator, memory freed by the program may
+stay with the pool until then; :func:`release` hands the free buffers back at once.
 """
 import sys
 import threading
@@ -24,8 +26,11 @@ import numpy as np
 
 #: Requests smaller than this (bytes) are plain ``np.empty`` arrays.
 min_bytes = 1 << 20
+#: Requests larger than this are plain arrays too: a training step's activations are far smaller, and a
+#: one-off giant (a whole photo upscaled without tiles) should go back to the system when it dies.
+max_bytes = 64 << 20
 #: The most bytes of free buffers kept for reuse.
-max_idle_bytes = 512 << 20
+max_idle_bytes = 256 << 20
 
 _pool = []                  # 1-D uint8 buffers, the most recently used last
 _lock = threading.Lock()
@@ -42,7 +47,7 @@ def empty(shape, dtype=np.float32):
     dtype = np.dtype(dtype)
     shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes < min_bytes:
+    if nbytes < min_bytes or nbytes > max_bytes:
         return np.empty(shape, dtype=dtype)
     with _lock:
         best = None
