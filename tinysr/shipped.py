@@ -244,10 +244,7 @@ def training_curve(history, init_from=None, manifest=None, scale=None):
     manifest = read_manifest() if manifest is None else manifest
     init_from = init_from or {}
     steps0 = int(init_from.get("steps", 0))
-    if "curve" in init_from:
-        start = init_from
-    else:
-        start = manifest.get(init_from.get("weights"), {}) if init_from else {}
+    start = init_from if "curve" in init_from else manifest.get(init_from.get("weights"), {})
     earlier = [p for p in start.get("curve", []) if p["step"] <= steps0]
     hours0 = earlier[-1]["cpu_hours"] if earlier else 0.0
     before = earlier if scale is None or start.get("scale") == scale else []
