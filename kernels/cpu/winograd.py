@@ -37,9 +37,11 @@ from tinysr.functional.conv_reference import WinogradImpl, filter_cache, winogra
 from . import memory, threads
 
 #: Bytes of transformed input per chunk: with the GEMM output beside it (as large for O = C), a chunk
-#: fits a core's 2 MiB L2 while each of the a*a GEMMs still gets about a hundred rows.  Training steps
-#: with 2 threads, medians of interleaved repetitions: VDSR 0.62-0.68 s at 1 MiB, 0.74-0.85 at 2 MiB,
-#: 0.82-1.09 at 4 MiB; EDSR-baseline x2 1.77-1.86 / 1.67-1.91 / 2.22-2.38 s.
+#: stays within a core's share of L3 (it is twice the 1 MiB L2 of the benchmark machine's cores) while
+#: each of the a*a GEMMs still gets about a hundred rows.  Training steps with 2 threads, medians of
+#: interleaved repetitions: VDSR 0.62-0.68 s at 1 MiB, 0.74-0.85 at 2 MiB, 0.82-1.09 at 4 MiB;
+#: EDSR-baseline x2 1.77-1.86 / 1.67-1.91 / 2.22-2.38 s.  Smaller chunks, down to 256 KiB, were no
+#: faster on VDSR's layer at one thread (forward 14.0-16.8 ms, both gradients 29.7-36.4, within noise).
 chunk_budget = 1 << 20
 
 
