@@ -46,5 +46,8 @@ def test_training_cost_figure_reads_the_shipped_curves_and_extrapolates_only_a_r
     hours = [1.0, 2.0, 4.0, 8.0]
     assert tc.projected_hours(hours, [36 + 2 * math.log(h) for h in hours], 37.0) == pytest.approx(math.exp(0.5))
     assert tc.projected_hours(hours, [36.0, 35.9, 35.8, 35.7], 37.0) is None
+    # only the second half of the hours counts: points before it may lie anywhere
+    assert tc.projected_hours([0.5, 1.0] + hours[2:], [30.0, 40.0] + [36 + 2 * math.log(h) for h in hours[2:]],
+                              37.0) == pytest.approx(math.exp(0.5))
     shipped = json.loads(tc.MANIFEST.read_text())
     assert set(tc.curves(shipped)) == {n for n, e in shipped.items() if e.get("curve")}
