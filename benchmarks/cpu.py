@@ -57,7 +57,6 @@ SHAPES = {
 # ---------------------------------------------------------------------------------------------- tinysr
 def tinysr_model(name):
     from tinysr import nn
-    from tinysr import functional as F
 
     if name == "SRCNN":
         return nn.Sequential(nn.Conv2d(1, 64, 9), nn.ReLU(), nn.Conv2d(64, 32, 1), nn.ReLU(), nn.Conv2d(32, 1, 5))
@@ -68,17 +67,17 @@ def tinysr_model(name):
         layers += [nn.Conv2d(12, 56, 1), nn.PReLU(56), nn.ConvTranspose2d(56, 1, 9, stride=3, padding=3)]
         return nn.Sequential(*layers)
     if name == "VDSR":
-        class VDSR(nn.Module):
+        class VDSR(nn.Module):              # as tinysr.models.VDSR: each conv and its ReLU one op
             def __init__(self):
                 super().__init__()
-                layers = [nn.Conv2d(1, 64, 3, padding=1), nn.ReLU()]
-                for _ in range(18):
-                    layers += [nn.Conv2d(64, 64, 3, padding=1), nn.ReLU()]
-                layers.append(nn.Conv2d(64, 1, 3, padding=1))
-                self.body = nn.Sequential(*layers)
+                convs = [nn.Conv2d(1, 64, 3, padding=1)] + [nn.Conv2d(64, 64, 3, padding=1) for _ in range(18)]
+                self.layers = nn.ModuleList(convs + [nn.Conv2d(64, 1, 3, padding=1)])
 
             def forward(self, x):
-                return x + self.body(x)
+                h = x
+                for conv in self.layers[:-1]:
+                    h = conv(h, activation="relu")
+                return x + self.layers[-1](h)
         return VDSR()
 
     class Block(nn.Module):
@@ -87,7 +86,7 @@ def tinysr_model(name):
             self.c1, self.c2 = nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1)
 
         def forward(self, x):
-            return x + self.c2(F.relu(self.c1(x)))
+            return x + self.c2(self.c1(x, activation="relu"))
 
     class EDSR(nn.Module):
         def __init__(self):

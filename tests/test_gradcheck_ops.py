@@ -30,6 +30,17 @@ def test_conv2d_gradient(n, c, h, w, o, k, s, p, bias):
     check_grad(lambda *a: F.conv2d(*a, stride=s, padding=p), *args)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_with_relu_gradient(bias):
+    args = [rand(2, 3, 7, 6), rand(4, 3, 3, 3, seed=1)] + ([rand(4, seed=2)] if bias else [])
+    check_grad(lambda *a: F.conv2d(*a, padding=1, activation="relu"), *args)
+
+
+def test_conv2d_activation_must_be_known():
+    with pytest.raises(ValueError, match="activation must be None or 'relu'"):
+        F.conv2d(Tensor(rand(1, 1, 3, 3)), Tensor(rand(1, 1, 3, 3)), activation="gelu")
+
+
 TCONV_CASES = [  # (N, C, H, W, O, k, stride, padding, output_padding, bias)
     (2, 3, 4, 5, 2, 3, 1, 0, 0, True),
     (1, 2, 4, 4, 3, 3, 2, 1, 1, False),

@@ -55,6 +55,16 @@ def test_conv2d(dtype, n, c, h, w, o, k, s, p, bias):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c,h,w,o,bias", [(2, 3, 9, 8, 4, True), (1, 4, 7, 10, 5, False), (2, 32, 14, 13, 32, True)])
+def test_conv2d_with_relu_is_relu_of_conv2d(dtype, n, c, h, w, o, bias):
+    """``conv2d(..., activation="relu")`` (one op; on 32 channels the Numba backend fuses the ReLU into
+    its Winograd kernels) against PyTorch's ``relu(conv2d(...))``."""
+    arrays = [rand(n, c, h, w), rand(o, c, 3, 3, seed=1) / np.sqrt(9 * c)] + ([rand(o, seed=2)] if bias else [])
+    compare(lambda *a: F.conv2d(*a, padding=1, activation="relu"), lambda *a: tF.relu(tF.conv2d(*a, padding=1)),
+            arrays, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,c,h,w,o,k,s,p,op,bias", [
     (2, 3, 5, 6, 2, 3, 1, 0, 0, True), (2, 4, 5, 4, 3, 3, 2, 1, 1, False), (1, 5, 6, 5, 1, 9, 3, 4, 2, True),
     (1, 3, 4, 5, 2, 9, 2, 4, 1, True), (2, 2, 4, 4, 3, 9, 4, 4, 3, True), (1, 3, 4, 4, 2, 3, 3, 1, 0, True),

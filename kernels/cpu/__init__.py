@@ -21,10 +21,10 @@ from . import direct, memory, pointwise  # noqa: E402
 from .conv import NumbaConvImpl, release_buffers  # noqa: E402
 from .im2col import col2im, im2col  # noqa: E402
 from .pointwise import bias_grad, pixel_shuffle, pixel_unshuffle_array  # noqa: E402
-from .winograd import WINOGRAD2, WINOGRAD4, NumbaWinogradImpl  # noqa: E402
+from .winograd import WINOGRAD2, WINOGRAD4, WINOGRAD6, NumbaWinogradImpl  # noqa: E402
 
 #: The convolution algorithms of this backend, by the names tinysr's dispatch uses.
-CONV_IMPLS = {"im2col": NumbaConvImpl, "winograd2": WINOGRAD2, "winograd4": WINOGRAD4}
+CONV_IMPLS = {"im2col": NumbaConvImpl, "winograd2": WINOGRAD2, "winograd4": WINOGRAD4, "winograd6": WINOGRAD6}
 
 
 def enable():

@@ -35,6 +35,7 @@ from numba import njit
 from tinysr.functional.conv_reference import WinogradImpl, filter_cache, winograd_matrices, winograd_tiles
 
 from . import memory, threads
+from .pointwise import bias_grad
 
 #: Bytes of transformed input per chunk: with the GEMM output beside it (as large for O = C), a chunk
 #: stays within a core's share of L3 (it is twice the 1 MiB L2 of the benchmark machine's cores) while
@@ -58,6 +59,15 @@ def _sum6(dst, coef, s0, s1, s2, s3, s4, s5):
         dst[e] = c0 * s0[e] + c1 * s1[e] + c2 * s2[e] + c3 * s3[e] + c4 * s4[e] + c5 * s5[e]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _sum8(dst, coef, s0, s1, s2, s3, s4, s5, s6, s7):
+    """``dst = sum_k coef[k] * s_k``: F(6x6, 3x3)'s eight-term combinations, as :func:`_sum6`."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5], coef[6], coef[7]
+    for e in range(dst.size):
+        dst[e] = (c0 * s0[e] + c1 * s1[e] + c2 * s2[e] + c3 * s3[e] + c4 * s4[e] + c5 * s5[e] + c6 * s6[e]
+                  + c7 * s7[e])
+
+
 @njit(nogil=True, cache=True)
 def _channel_block(n_c, plane):
     """How many channels :func:`tiles_in` transposes together.
@@ -73,13 +83,23 @@ def _channel_block(n_c, plane):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _gather_row(x, n, r, off_w, s0, s1, cb, dst):
+def _gather_row(x, mask, n, r, off_w, s0, s1, cb, dst):
     """``dst[s, c] = x[n, c, r, s - off_w]`` for the buffer columns ``s0..s1`` inside the image, zero on
-    the others: the transpose (column, channel) <- (channel, column), ``cb`` channels at a time."""
+    the others: the transpose (column, channel) <- (channel, column), ``cb`` channels at a time.  With a
+    ``mask`` of x's shape (not a 1-element placeholder), zero also where ``mask <= 0``: the gradient
+    through a ReLU whose output is ``mask``, applied as it is read."""
     for s in range(s0):
         dst[s, :] = 0
     for s in range(s1, dst.shape[0]):
         dst[s, :] = 0
+    if mask.size > 1:
+        for c0 in range(0, x.shape[1], cb):
+            c1 = min(x.shape[1], c0 + cb)
+            for s in range(s0, s1):
+                d = dst[s]
+                for c in range(c0, c1):
+                    d[c] = x[n, c, r, s - off_w] if mask[n, c, r, s - off_w] > 0 else np.float32(0)
+        return
     for c0 in range(0, x.shape[1], cb):
         c1 = min(x.shape[1], c0 + cb)
         for s in range(s0, s1):
@@ -89,10 +109,11 @@ def _gather_row(x, n, r, off_w, s0, s1, cb, dst):
 
 
 @njit(nogil=True, cache=True)
-def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
+def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out, mask):
     """``out[p*a + q, t, :] = (L d L^T)[p, q]`` for every tile t of the tile rows ``g0..g1``.
 
-    ``x`` (N, C, H, W); tile row g is row ``g % th`` of image ``g // th``; tile (tr, tc) is the
+    ``x`` (N, C, H, W), read as ``x * (mask > 0)`` when ``mask`` has x's shape (a gradient through a
+    ReLU), as it is when ``mask`` is a 1-element placeholder; tile row g is row ``g % th`` of image ``g // th``; tile (tr, tc) is the
     ti x ti window at row ``tr*step - off_h``, column ``tc*step - off_w`` of ``x`` (zeros outside);
     ``lt`` (a, ti) is the transform; ``out`` (a*a, >= (g1-g0)*tw, C).  Per tile row: gather the ti
     input rows as (row, column, channel), apply L down the rows for the whole strip at once, then
@@ -123,12 +144,16 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
             if r < 0 or r >= h:
                 flat[slot, :] = 0
                 continue
-            _gather_row(x, n, r, off_w, s0, s1, cb, buf[slot])
+            _gather_row(x, mask, n, r, off_w, s0, s1, cb, buf[slot])
         for p in range(a):                          # down the rows: tmp = L @ strip
             dst = tmp[p]
             if ti == 6:
                 _sum6(dst, lt[p], flat[order[0]], flat[order[1]], flat[order[2]], flat[order[3]], flat[order[4]],
                       flat[order[5]])
+                continue
+            if ti == 8:
+                _sum8(dst, lt[p], flat[order[0]], flat[order[1]], flat[order[2]], flat[order[3]], flat[order[4]],
+                      flat[order[5]], flat[order[6]], flat[order[7]])
                 continue
             dst[:] = 0
             for k in range(ti):
@@ -150,6 +175,13 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
                               row[b + 2 * n_c:b + 3 * n_c], row[b + 3 * n_c:b + 4 * n_c], row[b + 4 * n_c:b + 5 * n_c],
                               row[b + 5 * n_c:b + 6 * n_c])
                     continue
+                if ti == 8:
+                    for tc in range(tw):
+                        b = tc * step * n_c
+                        _sum8(dst[tc * n_c:(tc + 1) * n_c], lt[q], row[b:b + n_c], row[b + n_c:b + 2 * n_c],
+                              row[b + 2 * n_c:b + 3 * n_c], row[b + 3 * n_c:b + 4 * n_c], row[b + 4 * n_c:b + 5 * n_c],
+                              row[b + 5 * n_c:b + 6 * n_c], row[b + 6 * n_c:b + 7 * n_c], row[b + 7 * n_c:b + 8 * n_c])
+                    continue
                 first = True
                 for col in range(ti):
                     coef = lt[q, col]
@@ -169,8 +201,9 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out):
 
 
 @njit(nogil=True, cache=True)
-def tiles_out(mm, g0, g1, th, tw, at, bias, has_bias, y):
-    """Rows of ``y`` (N, O, OH, OW) from ``mm`` (a*a, tiles, O): each tile's ``AT M A``, cropped, plus bias.
+def tiles_out(mm, g0, g1, th, tw, at, bias, has_bias, relu, y):
+    """Rows of ``y`` (N, O, OH, OW) from ``mm`` (a*a, tiles, O): each tile's ``AT M A``, cropped, plus bias,
+    and with ``relu`` through max(., 0) as it is written (a separate ReLU would read and write y again).
 
     Per tile row: ``AT`` over the first position index for the whole row of tiles at once (contiguous
     (tiles, O) vectors), then ``A`` over the second index tile by tile, then the cropped rows of every
@@ -192,6 +225,12 @@ def tiles_out(mm, g0, g1, th, tw, at, bias, has_bias, y):
                           mm[2 * a + j, t0:t0 + tw].reshape(tw * n_o), mm[3 * a + j, t0:t0 + tw].reshape(tw * n_o),
                           mm[4 * a + j, t0:t0 + tw].reshape(tw * n_o), mm[5 * a + j, t0:t0 + tw].reshape(tw * n_o))
                     continue
+                if a == 8:
+                    _sum8(dst, at[p], mm[j, t0:t0 + tw].reshape(tw * n_o), mm[a + j, t0:t0 + tw].reshape(tw * n_o),
+                          mm[2 * a + j, t0:t0 + tw].reshape(tw * n_o), mm[3 * a + j, t0:t0 + tw].reshape(tw * n_o),
+                          mm[4 * a + j, t0:t0 + tw].reshape(tw * n_o), mm[5 * a + j, t0:t0 + tw].reshape(tw * n_o),
+                          mm[6 * a + j, t0:t0 + tw].reshape(tw * n_o), mm[7 * a + j, t0:t0 + tw].reshape(tw * n_o))
+                    continue
                 dst[:] = 0
                 for i in range(a):
                     coef = at[p, i]
@@ -208,6 +247,11 @@ def tiles_out(mm, g0, g1, th, tw, at, bias, has_bias, y):
                         _sum6(dst, at[q], tmp[p, 0, e0:e1], tmp[p, 1, e0:e1], tmp[p, 2, e0:e1], tmp[p, 3, e0:e1],
                               tmp[p, 4, e0:e1], tmp[p, 5, e0:e1])
                         continue
+                    if a == 8:
+                        e0, e1 = tc * n_o, (tc + 1) * n_o
+                        _sum8(dst, at[q], tmp[p, 0, e0:e1], tmp[p, 1, e0:e1], tmp[p, 2, e0:e1], tmp[p, 3, e0:e1],
+                              tmp[p, 4, e0:e1], tmp[p, 5, e0:e1], tmp[p, 6, e0:e1], tmp[p, 7, e0:e1])
+                        continue
                     dst[:] = 0
                     for j in range(a):
                         coef = at[q, j]
@@ -221,8 +265,12 @@ def tiles_out(mm, g0, g1, th, tw, at, bias, has_bias, y):
             for p in range(rows):
                 row = y[n, o, r0 + p]
                 src = buf[p, :, o]
-                for s in range(ow):
-                    row[s] = src[s] + b
+                if relu:
+                    for s in range(ow):
+                        row[s] = max(src[s] + b, np.float32(0))
+                else:
+                    for s in range(ow):
+                        row[s] = src[s] + b
 
 
 @njit(nogil=True, cache=True)
@@ -292,6 +340,10 @@ def filter_gradient(du, g, gw):
                     gw[o, c, k, l] = acc[k, l, o]
 
 
+#: The ``mask`` argument of :func:`tiles_in` when there is none (a 4-D array, as a mask has to be).
+NO_MASK = np.zeros((1, 1, 1, 1), dtype=np.float32)
+
+
 def _fast(*arrays):
     return all(type(a) is np.ndarray and a.dtype == np.float32 for a in arrays)
 
@@ -321,6 +373,7 @@ class NumbaWinogradImpl:
     """
 
     fuses_bias = True
+    fuses_relu = True
 
     def __init__(self, m):
         self.m, self.a = m, m + 2
@@ -331,8 +384,8 @@ class NumbaWinogradImpl:
         self.g32 = np.ascontiguousarray(g)
         self.a_mat = np.ascontiguousarray(at.T)      # (a, m): the adjoint of the inverse transform
 
-    def _conv(self, x, u, pad, o, bias=None):
-        """y = the Winograd convolution of ``x`` with transformed filters ``u`` (a*a, C, O)."""
+    def _conv(self, x, u, pad, o, bias=None, relu=False):
+        """y = the Winograd convolution of ``x`` with transformed filters ``u`` (a*a, C, O) (+ bias, ReLU)."""
         x = np.ascontiguousarray(x)
         n, c, h, w = x.shape
         oh, ow = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
@@ -348,9 +401,9 @@ class NumbaWinogradImpl:
             mm = np.empty((aa, tiles, o), dtype=np.float32)
             for g0, g1 in items:
                 k = (g1 - g0) * tw
-                tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v)
+                tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v, NO_MASK)
                 np.matmul(v[:, :k], u, out=mm[:, :k])
-                tiles_out(mm, g0, g1, th, tw, self.at, b, has_bias, y)
+                tiles_out(mm, g0, g1, th, tw, self.at, b, has_bias, relu, y)
 
         threads.run_parallel(work, parts)
         return y
@@ -363,13 +416,13 @@ class NumbaWinogradImpl:
             return u
         return filter_cache.get(w, ("U_flipped" if flipped else "U", self.m), transform)
 
-    def forward(self, x, w, stride, padding, bias=None):
+    def forward(self, x, w, stride, padding, bias=None, relu=False):
         if not _fast(x, w) or (bias is not None and not _fast(bias)):
             y = self.twin.forward(x, w, stride, padding)
             if bias is not None:
                 y += bias.reshape(1, -1, 1, 1)
-            return y
-        return self._conv(x, self._u(w), padding, w.shape[0], bias)
+            return np.maximum(y, 0, out=y) if relu else y
+        return self._conv(x, self._u(w), padding, w.shape[0], bias, relu)
 
     def backward_data(self, gy, w, x_shape, stride, padding):
         if not _fast(gy, w):
@@ -377,14 +430,27 @@ class NumbaWinogradImpl:
         return self._conv(gy, self._u(w, flipped=True), (2 - padding[0], 2 - padding[1]), w.shape[1])
 
     def backward(self, x, w, gy, stride, padding, need_x=True):
-        """``(gx, gw)``: both gradients of a training step.  With padding 1 the input gradient's tiles are
-        the output gradient's, so one pass over the chunks computes both: each chunk of ``gy`` is
-        transformed for the input gradient and, still in cache, for the weight gradient (VDSR's layer,
-        2 threads: 16.4-17.1 -> 15.5-16.1 ms; EDSR's 48 x 48 the same)."""
-        if not need_x or tuple(padding) != (1, 1) or not _fast(x, w, gy):
+        """``(gx, gw)``: both gradients of a training step (see :meth:`backward_fused`)."""
+        return self.backward_fused(x, w, gy, stride, padding, need_x)[:2]
+
+    def backward_fused(self, x, w, gy, stride, padding, need_x=True, relu_out=None):
+        """``(gx, gw, gb)``: the gradients of ``y = conv(x, w) + b``, or of ``y = relu(conv(x, w) + b)`` when
+        ``relu_out`` is that ``y`` (``gy`` is then masked by ``y > 0`` as the transforms read it).
+
+        With padding 1 the input gradient's tiles are the output gradient's, so one pass over the chunks
+        computes all three: each chunk of ``gy`` is transformed for the input gradient and, still in
+        cache, for the weight gradient (VDSR's layer, 2 threads: 16.4-17.1 -> 15.5-16.1 ms; EDSR's 48 x 48
+        the same).  The bias gradient is free there: point 1 of the transforms has ``A[1, :] = (1, ..., 1)``,
+        so position (1, 1) of the output gradient's transform is the sum of each tile's pixels.
+        """
+        if not need_x or tuple(padding) != (1, 1) or not _fast(x, w, gy) or (
+                relu_out is not None and not _fast(relu_out)):
+            if relu_out is not None:
+                gy = gy * (relu_out > 0)
             gx = self.backward_data(gy, w, x.shape, stride, padding) if need_x else None
-            return gx, self.backward_weight(x, gy, w.shape, stride, padding)
+            return gx, self.backward_weight(x, gy, w.shape, stride, padding), bias_grad(gy)
         x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+        mask = NO_MASK if relu_out is None else np.ascontiguousarray(relu_out)
         n, c, h, wd = x.shape
         o = gy.shape[1]
         th, tw = winograd_tiles(h, wd, self.m)
@@ -392,20 +458,24 @@ class NumbaWinogradImpl:
         m, uf = self.m, self._u(w, flipped=True)
         gx = memory.empty((n, c, h, wd))
         zero = np.zeros(1, np.float32)
-        sums = [np.zeros((self.a * self.a, c, o), dtype=np.float32) for _ in parts]
+        sums = [(np.zeros((self.a * self.a, c, o), dtype=np.float32), np.zeros(o, dtype=np.float64)) for _ in parts]
 
         def work(job):
-            items, total = job
+            items, (total, bias_total) = job
             vc, vo, prod = self._weight_buffers(tiles, c, o)
             for g0, g1 in items:
                 k = (g1 - g0) * tw
-                tiles_in(gy, g0, g1, th, tw, m, 1, 1, self.bt, vo)           # input gradient: gy * U_flipped
+                tiles_in(gy, g0, g1, th, tw, m, 1, 1, self.bt, vo, mask)     # input gradient: gy * U_flipped
                 np.matmul(vo[:, :k], uf, out=vc[:, :k])
-                tiles_out(vc, g0, g1, th, tw, self.at, zero, False, gx)
-                self._add_weight_chunk(x, gy, g0, g1, th, tw, (1, 1), vc, vo, prod, total)
+                tiles_out(vc, g0, g1, th, tw, self.at, zero, False, False, gx)
+                self._add_weight_chunk(x, gy, g0, g1, th, tw, (1, 1), vc, vo, prod, total, mask)
+                bias_total += vo[self.a + 1, :k].sum(axis=0, dtype=np.float64)
 
         threads.run_parallel(work, list(zip(parts, sums)))
-        return gx, self._gradient_from(sums, c, o)
+        gb = sums[0][1]
+        for _, part in sums[1:]:
+            gb += part
+        return gx, self._gradient_from([t for t, _ in sums], c, o), gb.astype(np.float32)
 
     def _weight_buffers(self, tiles, c, o):
         """A thread's buffers for the weight gradient: V (a*a, tiles, C), dM (a*a, tiles, O), a product (a*a, C, O)."""
@@ -413,11 +483,11 @@ class NumbaWinogradImpl:
         return (np.empty((aa, tiles, c), dtype=np.float32), np.empty((aa, tiles, o), dtype=np.float32),
                 np.empty((aa, c, o), dtype=np.float32))
 
-    def _add_weight_chunk(self, x, gy, g0, g1, th, tw, pad, v, dm, prod, total):
-        """``total += V^T dM`` over the tile rows ``g0..g1``: one chunk's share of ``dU``."""
+    def _add_weight_chunk(self, x, gy, g0, g1, th, tw, pad, v, dm, prod, total, mask=NO_MASK):
+        """``total += V^T dM`` over the tile rows ``g0..g1``: one chunk's share of ``dU`` (``dM`` is left in ``dm``)."""
         k = (g1 - g0) * tw
-        tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v)
-        tiles_in(gy, g0, g1, th, tw, self.m, 0, 0, self.a_mat, dm)
+        tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v, NO_MASK)
+        tiles_in(gy, g0, g1, th, tw, self.m, 0, 0, self.a_mat, dm, mask)
         np.matmul(v[:, :k].transpose(0, 2, 1), dm[:, :k], out=prod)
         total += prod
 
@@ -452,3 +522,4 @@ class NumbaWinogradImpl:
 
 WINOGRAD2 = NumbaWinogradImpl(2)
 WINOGRAD4 = NumbaWinogradImpl(4)
+WINOGRAD6 = NumbaWinogradImpl(6)

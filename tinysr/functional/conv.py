@@ -21,16 +21,32 @@ from .conv_reference import (NumpyConvImpl, WinogradImpl, col2im, conv_output_si
 from .sizes import pair
 
 
+def _relu_(y):
+    """``max(y, 0)`` in place (NumPy or CuPy arrays): ``y`` is the op's own fresh output."""
+    y[y < 0] = 0
+    return y
+
+
 def _bias_grad(gy, impl=None):
     fast = getattr(impl, "bias_grad", None)
     return fast(gy) if fast is not None else gy.sum(axis=(0, 2, 3))
 
 
 class Conv2d(Function):
-    """2-D convolution; forward and backward side by side (see the module docstring)."""
+    """2-D convolution, optionally followed by a ReLU; forward and backward side by side (see the module
+    docstring).
 
-    def __init__(self, stride=1, padding=0):
+    With ``activation="relu"`` the op is ``relu(conv(x, w) + b)`` in one step: where the implementation
+    can (``fuses_relu``), the ReLU is applied as the output is written and its gradient mask as the
+    output gradient is read, so neither pass over memory of a separate ReLU op happens.  Otherwise the
+    same numbers come from the plain convolution and ``max(y, 0)``.
+    """
+
+    def __init__(self, stride=1, padding=0, activation=None):
+        if activation not in (None, "relu"):
+            raise ValueError(f"conv2d: activation must be None or 'relu', got {activation!r}")
         self.stride, self.padding = pair(stride), pair(padding)
+        self.relu = activation == "relu"
 
     def forward(self, x, w, b=None):
         if x.ndim != 4 or w.ndim != 4:
@@ -39,15 +55,28 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: the input has {x.shape[1]} channels but the weight expects {w.shape[1]}")
         self.save_for_backward(x, w)
         self.impl = conv_impl(x, w.shape, self.stride, self.padding)
+        if self.relu and b is not None and getattr(self.impl, "fuses_relu", False):
+            self.y = self.impl.forward(x, w, self.stride, self.padding, bias=b, relu=True)
+            return self.y
         if b is not None and getattr(self.impl, "fuses_bias", False):
-            return self.impl.forward(x, w, self.stride, self.padding, bias=b)  # bias added in the kernel
-        y = self.impl.forward(x, w, self.stride, self.padding)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+            y = self.impl.forward(x, w, self.stride, self.padding, bias=b)  # bias added in the kernel
+        else:
+            y = self.impl.forward(x, w, self.stride, self.padding)
+            if b is not None:
+                y += b.reshape(1, -1, 1, 1)
+        if self.relu:
+            # The output, not a mask, is kept: it is alive anyway as the next layer's input.
+            self.y = y = _relu_(y)
         return y
 
     def backward(self, gy):
         x, w = self.saved
+        fused = getattr(self.impl, "backward_fused", None)
+        if fused is not None and len(self.inputs) == 3 and all(t.requires_grad for t in self.inputs[1:]):
+            return fused(x, w, gy, self.stride, self.padding, self.inputs[0].requires_grad,
+                         self.y if self.relu else None)
+        if self.relu:
+            gy = gy * (self.y > 0)
         # A network's input needs no gradient: skipping it saves SRCNN's biggest col2im.
         need_x = self.inputs[0].requires_grad
         if not self.inputs[1].requires_grad:       # a frozen weight (VGG inside a perceptual loss)
@@ -105,14 +134,16 @@ class ConvTranspose2d(Function):
         return (gx, gw) if len(self.inputs) == 2 else (gx, gw, _bias_grad(gy, self.impl))
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
+def conv2d(x, weight, bias=None, stride=1, padding=0, activation=None):
     """2-D convolution (cross-correlation) of ``x`` (N, C, H, W) with ``weight`` (O, C, kh, kw).
 
     Returns (N, O, OH, OW) with ``OH = (H + 2*padding - kh) // stride + 1``.  Zero padding; for the
     replicate borders of the SRCNN/FSRCNN authors' code, :func:`tinysr.functional.pad` first.
+    ``activation="relu"`` returns ``relu(conv2d(x, weight, bias))``, the same numbers, computed as one op
+    (see :class:`Conv2d`): VDSR's twenty layers are this pair.
     """
     args = (x, weight) if bias is None else (x, weight, bias)
-    return Conv2d(stride, padding)(*args)
+    return Conv2d(stride, padding, activation)(*args)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):

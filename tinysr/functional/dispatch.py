@@ -31,12 +31,13 @@ from .. import backend
 from ..autograd import is_grad_enabled
 from .conv_reference import NumpyConvImpl, WinogradImpl, filter_cache, winograd_tiles, winograd_usable
 
-ALGORITHMS = ("im2col", "winograd2", "winograd4")
+ALGORITHMS = ("im2col", "winograd2", "winograd4", "winograd6")
 
 # (backend, algorithm) -> implementation.  The NumPy twins are always registered.
 _registry = {("numpy", "im2col"): NumpyConvImpl,
              ("numpy", "winograd2"): WinogradImpl(2),
-             ("numpy", "winograd4"): WinogradImpl(4)}
+             ("numpy", "winograd4"): WinogradImpl(4),
+             ("numpy", "winograd6"): WinogradImpl(6)}
 _chosen = {"cpu": None, "cuda": None}   # set_conv_impl's backend per device kind; None = the default
 _loaded = {}                            # "cpu"/"cuda" -> the kernel module once tried (or False)
 
@@ -158,7 +159,18 @@ def choose(x_shape, w_shape, stride, padding, backend_name="numba"):
         return "im2col"
     oh, ow = x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2
     th, tw = winograd_tiles(oh, ow, 4)
-    return "winograd4" if th >= 4 and tw >= 4 else "winograd2"
+    if th < 4 or tw < 4:
+        return "winograd2"
+    return "winograd6" if winograd_multiplies(oh, ow, 6) <= 0.75 * winograd_multiplies(oh, ow, 4) else "winograd4"
+
+
+def winograd_multiplies(oh, ow, m):
+    """Elementwise multiplies per channel pair of F(m x m, 3 x 3) on an OH x OW output, overhanging tiles
+    included: ``(m + 2)**2`` per tile.  F(6x6,3x3) needs 64 per 36 pixels against F(4x4,3x3)'s 36 per 16,
+    but its larger tiles overhang more (41 x 41: 7 x 7 tiles of 6 cover 42 x 42, 11 x 11 tiles of 4 cover
+    44 x 44; 48 x 48: both exact)."""
+    th, tw = winograd_tiles(oh, ow, m)
+    return (m + 2) ** 2 * th * tw
 
 
 def conv_impl(x, w_shape=None, stride=(1, 1), padding=(0, 0), x_shape=None):

@@ -20,7 +20,6 @@ Input conventions
 """
 import numpy as np
 
-from .. import functional as F
 from .. import nn
 
 INPUT_CONVENTIONS = ("bicubic-y", "lr-y", "lr-rgb")
@@ -151,7 +150,7 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, kernel_size, padding=pad)
 
     def forward(self, x):
-        r = self.conv2(F.relu(self.conv1(x)))
+        r = self.conv2(self.conv1(x, activation="relu"))   # conv and ReLU as one op
         if self.res_scale != 1.0:
             r = r * self.res_scale
         return x + r

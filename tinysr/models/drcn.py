@@ -107,7 +107,7 @@ class DRCN(SRModel):
         if self.normalise_ensemble:
             w = w / w.sum()
         for d in range(self.recursions):
-            h = F.relu(self.inference(h))
+            h = self.inference(h, activation="relu")
             y_d = self.reconstruct(h, x)
             if self.value_range != 1.0:
                 y_d = y_d * (1.0 / self.value_range)

@@ -65,7 +65,7 @@ class RED30(SRModel):
         features = []
         h = x
         for conv in self.encoder:
-            h = F.relu(conv(h))
+            h = conv(h, activation="relu")
             features.append(h)
         for k, deconv in enumerate(self.decoder[:-1], start=1):
             h = deconv(h)

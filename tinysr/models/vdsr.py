@@ -10,7 +10,6 @@ Input convention ``"bicubic-y"`` (bicubic-upsampled Y in [0, 1]), zero padding k
 Receptive field: 41 x 41 (20 layers of 3x3). Parameters: 664,704 weights (the paper's "665K");
 the official model also has 1,217 biases.  Initialisation (paper): He et al. 2015.
 """
-from .. import functional as F
 from .. import nn
 from .common import SRModel, chain_receptive_field, init_conv_
 from .registry import TrainingRecipe, register
@@ -53,5 +52,5 @@ class VDSR(SRModel):
         """``x``: bicubic-upsampled Y ``(N, 1, H, W)`` -> ``x + residual``, same shape."""
         h = x
         for conv in self.layers[:-1]:
-            h = F.relu(conv(h))
+            h = conv(h, activation="relu")      # relu(conv(h)) as one op: one pass over memory less
         return x + self.layers[-1](h)

@@ -40,13 +40,14 @@ class Conv2d(Module):
         self.weight = Parameter(_default_init((out_channels, in_channels, kh, kw), fan_in))
         self.bias = Parameter(_default_init((out_channels,), fan_in)) if bias else None
 
-    def forward(self, x):
+    def forward(self, x, activation=None):
+        """``x`` (N, C, H, W) -> (N, O, OH, OW); ``activation="relu"``: the ReLU of that, in the same op."""
         padding = self.padding
         if self.padding_mode != "zeros" and any(padding):
             ph, pw = padding
             x = F.pad(x, (pw, pw, ph, ph), mode=self.padding_mode)
             padding = (0, 0)
-        return F.conv2d(x, self.weight, self.bias, self.stride, padding)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, activation)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
