@@ -108,17 +108,81 @@ def _gather_row(x, mask, n, r, off_w, s0, s1, cb, dst):
                 d[c] = x[n, c, r, s - off_w]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _transform_strip(flat, order, k0, c0, lt, tmp, out, t0, tw, step, n_c):
+    """One tile row's ``out[p*a + q, t0 + tc, :] = (L d L^T)[p, q]`` from gathered rows: tile tc's rows are
+    the ring slots ``order[k0:k0 + ti]``, its columns the buffer columns from ``tc*step + c0``."""
+    a, ti = lt.shape
+    span = flat.shape[1]
+    for p in range(a):                          # down the rows: tmp = L @ strip
+        dst = tmp[p]
+        if ti == 6:
+            _sum6(dst, lt[p], flat[order[k0]], flat[order[k0 + 1]], flat[order[k0 + 2]], flat[order[k0 + 3]],
+                  flat[order[k0 + 4]], flat[order[k0 + 5]])
+            continue
+        if ti == 8:
+            _sum8(dst, lt[p], flat[order[k0]], flat[order[k0 + 1]], flat[order[k0 + 2]], flat[order[k0 + 3]],
+                  flat[order[k0 + 4]], flat[order[k0 + 5]], flat[order[k0 + 6]], flat[order[k0 + 7]])
+            continue
+        dst[:] = 0
+        for k in range(ti):
+            coef = lt[p, k]
+            if coef != 0:
+                src = flat[order[k0 + k]]
+                for e in range(span):
+                    dst[e] += coef * src[e]
+    for p in range(a):                          # along each tile's columns: out = tmp @ L^T
+        row = tmp[p]
+        for q in range(a):
+            # One position's vectors for the whole row of tiles are contiguous: (tiles, C).
+            dst = out[p * a + q, t0:t0 + tw].reshape(tw * n_c)
+            if ti == 6:
+                for tc in range(tw):
+                    b = (tc * step + c0) * n_c
+                    _sum6(dst[tc * n_c:(tc + 1) * n_c], lt[q], row[b:b + n_c], row[b + n_c:b + 2 * n_c],
+                          row[b + 2 * n_c:b + 3 * n_c], row[b + 3 * n_c:b + 4 * n_c], row[b + 4 * n_c:b + 5 * n_c],
+                          row[b + 5 * n_c:b + 6 * n_c])
+                continue
+            if ti == 8:
+                for tc in range(tw):
+                    b = (tc * step + c0) * n_c
+                    _sum8(dst[tc * n_c:(tc + 1) * n_c], lt[q], row[b:b + n_c], row[b + n_c:b + 2 * n_c],
+                          row[b + 2 * n_c:b + 3 * n_c], row[b + 3 * n_c:b + 4 * n_c], row[b + 4 * n_c:b + 5 * n_c],
+                          row[b + 5 * n_c:b + 6 * n_c], row[b + 6 * n_c:b + 7 * n_c], row[b + 7 * n_c:b + 8 * n_c])
+                continue
+            first = True
+            for col in range(ti):
+                coef = lt[q, col]
+                if coef == 0:
+                    continue
+                for tc in range(tw):
+                    base = (tc * step + c0 + col) * n_c
+                    src = row[base:base + n_c]      # 1-D slices: the loops below vectorise
+                    d = dst[tc * n_c:(tc + 1) * n_c]
+                    if first:
+                        for c in range(n_c):
+                            d[c] = coef * src[c]
+                    else:
+                        for c in range(n_c):
+                            d[c] += coef * src[c]
+                first = False
+
+
 @njit(nogil=True, cache=True)
-def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out, mask):
+def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out, mask, lt2, out2):
     """``out[p*a + q, t, :] = (L d L^T)[p, q]`` for every tile t of the tile rows ``g0..g1``.
 
     ``x`` (N, C, H, W), read as ``x * (mask > 0)`` when ``mask`` has x's shape (a gradient through a
-    ReLU), as it is when ``mask`` is a 1-element placeholder; tile row g is row ``g % th`` of image ``g // th``; tile (tr, tc) is the
-    ti x ti window at row ``tr*step - off_h``, column ``tc*step - off_w`` of ``x`` (zeros outside);
-    ``lt`` (a, ti) is the transform; ``out`` (a*a, >= (g1-g0)*tw, C).  Per tile row: gather the ti
-    input rows as (row, column, channel), apply L down the rows for the whole strip at once, then
+    ReLU; :data:`NO_MASK` otherwise).  Tile row g is row ``g % th`` of image ``g // th``; tile (tr, tc)
+    is the ti x ti window at row ``tr*step - off_h``, column ``tc*step - off_w`` of ``x`` (zeros
+    outside); ``lt`` (a, ti) is the transform; ``out`` (a*a, >= (g1-g0)*tw, C).  Per tile row: gather
+    the ti input rows as (row, column, channel), apply L down the rows for the whole strip at once, then
     along each tile's columns.  Consecutive tile rows share ti - step input rows: the gathered rows
     live in a ring of ti slots (image row r in slot r mod ti), and only the new ones are gathered.
+
+    A second transform ``lt2`` (a, ti2) into ``out2`` (when ``out2`` is not empty) reads the same
+    gathered rows: its windows sit at row ``tr*step``, column ``tc*step``, inside the first ones (the
+    weight gradient's transform of an output gradient whose input-gradient transform has padding 1).
     """
     n_c, h, w = x.shape[1], x.shape[2], x.shape[3]
     a, ti = lt.shape
@@ -131,6 +195,7 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out, mask):
     s1 = max(s0, min(wb, w + off_w))
     cb = _channel_block(n_c, h * w)
     order = np.empty(ti, dtype=np.int64)
+    tmp2 = np.empty((lt2.shape[0], wb * n_c), dtype=np.float32)
     for g in range(g0, g1):
         n = g // th
         r0 = (g - n * th) * step - off_h
@@ -145,59 +210,10 @@ def tiles_in(x, g0, g1, th, tw, step, off_h, off_w, lt, out, mask):
                 flat[slot, :] = 0
                 continue
             _gather_row(x, mask, n, r, off_w, s0, s1, cb, buf[slot])
-        for p in range(a):                          # down the rows: tmp = L @ strip
-            dst = tmp[p]
-            if ti == 6:
-                _sum6(dst, lt[p], flat[order[0]], flat[order[1]], flat[order[2]], flat[order[3]], flat[order[4]],
-                      flat[order[5]])
-                continue
-            if ti == 8:
-                _sum8(dst, lt[p], flat[order[0]], flat[order[1]], flat[order[2]], flat[order[3]], flat[order[4]],
-                      flat[order[5]], flat[order[6]], flat[order[7]])
-                continue
-            dst[:] = 0
-            for k in range(ti):
-                coef = lt[p, k]
-                if coef != 0:
-                    src = flat[order[k]]
-                    for e in range(wb * n_c):
-                        dst[e] += coef * src[e]
         t0 = (g - g0) * tw
-        for p in range(a):                          # along each tile's columns: out = tmp @ L^T
-            row = tmp[p]
-            for q in range(a):
-                # One position's vectors for the whole row of tiles are contiguous: (tiles, C).
-                dst = out[p * a + q, t0:t0 + tw].reshape(tw * n_c)
-                if ti == 6:
-                    for tc in range(tw):
-                        b = tc * step * n_c
-                        _sum6(dst[tc * n_c:(tc + 1) * n_c], lt[q], row[b:b + n_c], row[b + n_c:b + 2 * n_c],
-                              row[b + 2 * n_c:b + 3 * n_c], row[b + 3 * n_c:b + 4 * n_c], row[b + 4 * n_c:b + 5 * n_c],
-                              row[b + 5 * n_c:b + 6 * n_c])
-                    continue
-                if ti == 8:
-                    for tc in range(tw):
-                        b = tc * step * n_c
-                        _sum8(dst[tc * n_c:(tc + 1) * n_c], lt[q], row[b:b + n_c], row[b + n_c:b + 2 * n_c],
-                              row[b + 2 * n_c:b + 3 * n_c], row[b + 3 * n_c:b + 4 * n_c], row[b + 4 * n_c:b + 5 * n_c],
-                              row[b + 5 * n_c:b + 6 * n_c], row[b + 6 * n_c:b + 7 * n_c], row[b + 7 * n_c:b + 8 * n_c])
-                    continue
-                first = True
-                for col in range(ti):
-                    coef = lt[q, col]
-                    if coef == 0:
-                        continue
-                    for tc in range(tw):
-                        base = (tc * step + col) * n_c
-                        src = row[base:base + n_c]      # 1-D slices: the loops below vectorise
-                        d = dst[tc * n_c:(tc + 1) * n_c]
-                        if first:
-                            for c in range(n_c):
-                                d[c] = coef * src[c]
-                        else:
-                            for c in range(n_c):
-                                d[c] += coef * src[c]
-                    first = False
+        _transform_strip(flat, order, 0, 0, lt, tmp, out, t0, tw, step, n_c)
+        if out2.shape[0] > 0:
+            _transform_strip(flat, order, off_h, off_w, lt2, tmp2, out2, t0, tw, step, n_c)
 
 
 @njit(nogil=True, cache=True)
@@ -342,6 +358,8 @@ def filter_gradient(du, g, gw):
 
 #: The ``mask`` argument of :func:`tiles_in` when there is none (a 4-D array, as a mask has to be).
 NO_MASK = np.zeros((1, 1, 1, 1), dtype=np.float32)
+#: The second transform of :func:`tiles_in` and its output when there is none.
+NO_LT, NO_OUT = np.zeros((0, 0), dtype=np.float32), np.zeros((0, 0, 0), dtype=np.float32)
 
 
 def _fast(*arrays):
@@ -401,7 +419,7 @@ class NumbaWinogradImpl:
             mm = np.empty((aa, tiles, o), dtype=np.float32)
             for g0, g1 in items:
                 k = (g1 - g0) * tw
-                tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v, NO_MASK)
+                tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v, NO_MASK, NO_LT, NO_OUT)
                 np.matmul(v[:, :k], u, out=mm[:, :k])
                 tiles_out(mm, g0, g1, th, tw, self.at, b, has_bias, relu, y)
 
@@ -463,13 +481,17 @@ class NumbaWinogradImpl:
         def work(job):
             items, (total, bias_total) = job
             vc, vo, prod = self._weight_buffers(tiles, c, o)
+            dm = np.empty_like(vo)
             for g0, g1 in items:
                 k = (g1 - g0) * tw
-                tiles_in(gy, g0, g1, th, tw, m, 1, 1, self.bt, vo, mask)     # input gradient: gy * U_flipped
+                # gy's two transforms from one gather: for the input gradient (gy * U_flipped) and, in
+                # the windows inside those, for the weight gradient.
+                tiles_in(gy, g0, g1, th, tw, m, 1, 1, self.bt, vo, mask, self.a_mat, dm)
                 np.matmul(vo[:, :k], uf, out=vc[:, :k])
                 tiles_out(vc, g0, g1, th, tw, self.at, zero, False, False, gx)
-                self._add_weight_chunk(x, gy, g0, g1, th, tw, (1, 1), vc, vo, prod, total, mask)
-                bias_total += vo[self.a + 1, :k].sum(axis=0, dtype=np.float64)
+                tiles_in(x, g0, g1, th, tw, m, 1, 1, self.bt, vc, NO_MASK, NO_LT, NO_OUT)
+                self._accumulate(vc, dm, k, prod, total)
+                bias_total += dm[self.a + 1, :k].sum(axis=0, dtype=np.float64)
 
         threads.run_parallel(work, list(zip(parts, sums)))
         gb = sums[0][1]
@@ -486,8 +508,13 @@ class NumbaWinogradImpl:
     def _add_weight_chunk(self, x, gy, g0, g1, th, tw, pad, v, dm, prod, total, mask=NO_MASK):
         """``total += V^T dM`` over the tile rows ``g0..g1``: one chunk's share of ``dU`` (``dM`` is left in ``dm``)."""
         k = (g1 - g0) * tw
-        tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v, NO_MASK)
-        tiles_in(gy, g0, g1, th, tw, self.m, 0, 0, self.a_mat, dm, mask)
+        tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v, NO_MASK, NO_LT, NO_OUT)
+        tiles_in(gy, g0, g1, th, tw, self.m, 0, 0, self.a_mat, dm, mask, NO_LT, NO_OUT)
+        self._accumulate(v, dm, k, prod, total)
+
+    @staticmethod
+    def _accumulate(v, dm, k, prod, total):
+        """``total += V^T dM`` for the first ``k`` tiles: one GEMM per position."""
         np.matmul(v[:, :k].transpose(0, 2, 1), dm[:, :k], out=prod)
         total += prod
 
