@@ -10,7 +10,7 @@ tinysr's ops: the kernels depend only on :mod:`tinysr.functional.conv_reference`
 Modules: :mod:`.im2col` (im2col/col2im and layout moves), :mod:`.direct` (convolution for 1-3 output
 channels), :mod:`.shifted` (stride-1 convolution as GEMMs on shifted views, no column matrix),
 :mod:`.pointwise` (activations, bias gradient, pixel shuffle), :mod:`.conv` (``NumbaConvImpl``),
-:mod:`.winograd` (Winograd F(2x2,3x3) and F(4x4,3x3)), :mod:`.threads` (who owns the cores),
+:mod:`.winograd` (Winograd F(2x2,3x3), F(4x4,3x3) and F(6x6,3x3)), :mod:`.threads` (who owns the cores),
 :mod:`.memory` (large outputs from a pool of recycled buffers).
 """
 from . import threads

@@ -1,7 +1,8 @@
-"""Winograd F(2x2,3x3) and F(4x4,3x3) on the CPU: Numba tile transforms around batched OpenBLAS GEMMs.
+"""Winograd F(2x2,3x3), F(4x4,3x3) and F(6x6,3x3) on the CPU: Numba tile transforms around batched
+OpenBLAS GEMMs.
 
 The algorithm and its NumPy twin are in :class:`tinysr.functional.conv_reference.WinogradImpl`; this
-module computes the same maps for float32 arrays.  Output tiles are m x m pixels (m = 2 or 4), input
+module computes the same maps for float32 arrays.  Output tiles are m x m pixels (m = 2, 4 or 6), input
 tiles a x a (a = m + 2).  For one chunk of tiles:
 
 1. :func:`tiles_in` (the input transform) reads, for one row of tiles, the a input rows of every
@@ -12,14 +13,17 @@ tiles a x a (a = m + 2).  For one chunk of tiles:
 2. One GEMM per position xi (a*a of them): ``M[xi] (tiles, O) = V[xi] (tiles, C) @ U[xi] (C, O)``,
    where ``U = G w G^T`` is the transformed filter (cached per weight version).
 3. :func:`tiles_out` (the inverse transform) computes ``AT M A`` for every tile, a row of tiles at a
-   time, crops the overhang, adds the bias and writes the rows of the NCHW output.
+   time, crops the overhang, adds the bias (and applies a fused ReLU) and writes the rows of the NCHW
+   output.
 
 The weight gradient stays in the Winograd domain: the output gradient goes through the adjoint of
 the inverse transform (:func:`tiles_in` with ``A`` in place of ``BT``, tiles of m pixels),
 ``dU[xi] += V[xi]^T @ dM[xi]`` sums over the chunks, and ``dW = G^T dU G`` at the end.  The input
 gradient is the forward algorithm on the flipped, transposed filters with padding 2 - p; with padding 1
-its tiles are the output gradient's, and :meth:`NumbaWinogradImpl.backward` computes both gradients in
-one pass over the chunks.  The filter transforms are Numba kernels too (:func:`filter_transform`,
+its tiles are the output gradient's, and :meth:`NumbaWinogradImpl.backward_fused` computes all the
+gradients in one pass over the chunks: one gather of the output gradient (masked by a fused ReLU's
+output as it is read) feeds both of its transforms, and the bias gradient falls out of the weight
+gradient's transform.  The filter transforms are Numba kernels too (:func:`filter_transform`,
 :func:`filter_gradient`): a training step changes every weight, so they run three times a layer.
 
 Work is cut into chunks of whole tile rows (:data:`chunk_budget` bytes of V), and each thread of

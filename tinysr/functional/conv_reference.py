@@ -20,8 +20,9 @@ input gradient, the weight gradient):
   copied from -- exactly the forward pass of a transposed convolution.
 * :class:`WinogradImpl` -- **Winograd's minimal filtering** F(m x m, 3 x 3) for stride-1 3x3 layers
   (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): m*m outputs of a
-  3x3 filter from (m+2)^2 multiplies instead of 9*m*m, i.e. 2.25x fewer for F(2x2,3x3) and 4x fewer
-  for F(4x4,3x3).  See :func:`winograd_matrices` for where the transforms come from.
+  3x3 filter from (m+2)^2 multiplies instead of 9*m*m, i.e. 2.25x fewer for F(2x2,3x3), 4x fewer
+  for F(4x4,3x3) and 5.1x fewer for F(6x6,3x3).  See :func:`winograd_matrices` for where the
+  transforms come from.
 
 These functions are the teaching versions (vectorised, never a Python loop over pixels).  Faster
 implementations (Numba on the CPU, CUDA on the GPU) live in ``kernels/`` and are tested against them;

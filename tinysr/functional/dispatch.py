@@ -5,8 +5,9 @@ Two choices are made for every convolution, here and nowhere else:
 * the **backend**, by the array's device: ``"numpy"`` (the readable twins of
   :mod:`.conv_reference`, always present), ``"numba"`` (``tinysr_kernels.cpu``, loaded at the first
   CPU convolution) or ``"cuda"`` (``tinysr_kernels.cuda``, loaded at the first CuPy convolution);
-* the **algorithm**, by the layer's shape: ``"im2col"`` (any convolution), ``"winograd2"`` or
-  ``"winograd4"`` (Winograd's F(2x2,3x3) / F(4x4,3x3), stride-1 3x3 layers only; see :func:`choose`).
+* the **algorithm**, by the layer's shape: ``"im2col"`` (any convolution), ``"winograd2"``,
+  ``"winograd4"`` or ``"winograd6"`` (Winograd's F(2x2,3x3) / F(4x4,3x3) / F(6x6,3x3), stride-1 3x3
+  layers only; see :func:`choose`).
 
 Ops ask :func:`conv_impl` for an object with the three maps of :class:`.conv_reference.NumpyConvImpl`
 and call it; they never ask which backend it is.  Activations and pixel shuffle ask :func:`cpu_kernels`.
@@ -15,7 +16,7 @@ Environment variables (read at every choice, so a test may set them):
 
 ``TINYSR_KERNELS=numpy``
     keep the CPU on the NumPy twins (convolutions, activations, pixel shuffle).
-``TINYSR_CONV=im2col|winograd2|winograd4`` (default ``auto``)
+``TINYSR_CONV=im2col|winograd2|winograd4|winograd6`` (default ``auto``)
     force the algorithm of every layer it applies to (other layers keep im2col).
 
 Global state.  Importing tinysr changes nothing in NumPy or Numba.  The first CPU convolution that
@@ -145,7 +146,11 @@ def choose(x_shape, w_shape, stride, padding, backend_name="numba"):
     GEMMs' with their square, and at 16 channels the transforms dominate and im2col wins.  F(4x4,3x3)
     (4x fewer multiplies, 36 positions) beats F(2x2,3x3) (2.25x, 16 positions) once the map holds at
     least 4 x 4 output tiles of 4 x 4 pixels (13 x 13 pixels and up); on smaller maps F(4x4)'s
-    overhanging tiles waste too much.  Layers with few channels (SRCNN, FSRCNN's mapping, every first
+    overhanging tiles waste too much.  F(6x6,3x3) (5.1x, 64 positions) takes over where, overhang
+    included, it needs at most 3/4 of F(4x4)'s multiplies (:func:`winograd_multiplies`): its transforms
+    cost about as much per pixel as F(4x4)'s, so it pays only where its GEMMs shrink by more than the
+    nominal 21% -- VDSR's 41 x 41 (0.72; a layer's forward and backward 7% faster), not EDSR's 48 x 48
+    (0.79; no faster).  Layers with few channels (SRCNN, FSRCNN's mapping, every first
     and last layer) stay on im2col, whose Numba path also has direct kernels for 1-3 output channels.
     The NumPy backend keeps im2col unless forced: it is the version to read first.
     """
