@@ -22,8 +22,9 @@ batch exist and one single-sample warm-up step has compiled the kernels -- so it
 column buffers, BLAS and allocator caches) and nothing the imports cost.
 
 The per-layer table times one 64 -> 64 3x3 convolution (stride 1, padding 1, with bias) at VDSR's,
-EDSR's and one whole image's shape with each algorithm tinysr has (im2col, Winograd F(2x2,3x3) and
-F(4x4,3x3)) and with PyTorch, forward alone and forward + both gradients, in milliseconds and in
+EDSR's and one whole image's shape with each algorithm tinysr has (im2col, Winograd F(2x2,3x3),
+F(4x4,3x3) and F(6x6,3x3)) and with PyTorch, forward alone and forward + both gradients (and the bias's),
+in milliseconds and in
 *direct-equivalent GFLOP/s* (2 x the multiply-adds of the direct convolution / time), beside the
 sgemm rate of NumPy's OpenBLAS measured in the same run: an algorithm that does fewer multiplies can
 go past that roofline, im2col cannot.
@@ -339,13 +340,17 @@ def layer_table(threads, reps):
             def fwd(impl=impl):
                 return impl.forward(x, w, s, p, bias=b)
 
-            def train(impl=impl):
+            def train(impl=impl):                      # forward and all three gradients, as PyTorch's
                 impl.forward(x, w, s, p, bias=b)
+                if hasattr(impl, "backward_fused"):
+                    impl.backward_fused(x, w, gy, s, p, True)
+                    return
                 if hasattr(impl, "backward"):
                     impl.backward(x, w, gy, s, p, True)
                 else:
                     impl.backward_data(gy, w, x.shape, s, p)
                     impl.backward_weight(x, gy, w.shape, s, p)
+                K.bias_grad(gy)
             fns[alg] = (fwd, train)
         xt, wt, bt, gt = (torch.from_numpy(a) for a in (x, w, b, gy))
 
