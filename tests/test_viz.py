@@ -25,7 +25,7 @@ def _leaf_names(model):
 @pytest.mark.parametrize("name, n_layers, n_functional, skip", [
     ("srcnn", 3, 2, False),        # 3 convs; F.relu after the first two
     ("fsrcnn", 15, 0, False),      # 7 x (conv + PReLU module) + the deconvolution
-    ("vdsr", 20, 19, True),        # 20 convs, F.relu after all but the last, x + residual
+    ("vdsr", 20, 19, True),        # 20 convs, a ReLU fused into all but the last, x + residual
 ])
 def test_one_box_per_layer(name, n_layers, n_functional, skip):
     model = build(name, scale=3)

@@ -10,8 +10,8 @@ is typed in by hand -- the picture is read off the model in two ways:
    belongs to, because the model files name their attributes after the paper;
 2. **one tiny forward pass** whose autograd graph is then walked backwards (the same graph that
    ``backward()`` walks).  This sees what the module tree cannot: a ReLU applied as a function in
-   ``forward`` (``F.relu`` in SRCNN and VDSR, drawn as a dashed tag beside its layer, because it is an
-   operation, not a module with state), a module reused several times (DRCN's recursion: "used 16x"),
+   ``forward`` (``F.relu`` in SRCNN, or fused into the convolution with ``activation="relu"`` in VDSR,
+   drawn as a dashed tag beside its layer, because it is an operation, not a module with state), a module reused several times (DRCN's recursion: "used 16x"),
    a *global residual*: when the last operation adds the network's own input to the result
    (VDSR's ``x + residual``), a skip arc is drawn from the input to a "+" before the output; and the
    *inner skips*: every other sum is traced back to the layer (or earlier sum) whose output it adds
@@ -159,6 +159,8 @@ def _walk(out, made_by):
             src = made_by.get(id(getattr(inputs[0], "creator", None)))
             if src is not None:
                 after[src] = type(f).__name__
+        elif getattr(f, "relu", False) and id(f) in made_by:      # conv2d(..., activation="relu"): one op
+            after[made_by[id(f)]] = "ReLU"
         if type(f).__name__ == "Add":
             adds.append(f)
         for i in inputs:
