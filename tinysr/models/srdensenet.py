@@ -42,7 +42,7 @@ class DenseBlock(nn.Module):
         new = []
         for conv in self.layers:
             inp = feats[0] if len(feats) == 1 else F.concat(feats, axis=1)
-            y = conv(inp, activation="relu")
+            y = F.relu(conv(inp))
             feats.append(y)
             new.append(y)
         return new[0] if len(new) == 1 else F.concat(new, axis=1)
