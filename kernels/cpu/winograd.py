@@ -456,11 +456,12 @@ class NumbaWinogradImpl:
 
     def backward(self, x, w, gy, stride, padding, need_x=True):
         """``(gx, gw)``: both gradients of a training step (see :meth:`backward_fused`)."""
-        return self.backward_fused(x, w, gy, stride, padding, need_x)[:2]
+        return self.backward_fused(x, w, gy, stride, padding, need_x, need_bias=False)[:2]
 
-    def backward_fused(self, x, w, gy, stride, padding, need_x=True, relu_out=None):
+    def backward_fused(self, x, w, gy, stride, padding, need_x=True, relu_out=None, need_bias=True):
         """``(gx, gw, gb)``: the gradients of ``y = conv(x, w) + b``, or of ``y = relu(conv(x, w) + b)`` when
-        ``relu_out`` is that ``y`` (``gy`` is then masked by ``y > 0`` as the transforms read it).
+        ``relu_out`` is that ``y`` (``gy`` is then masked by ``y > 0`` as the transforms read it).  ``gb`` is
+        None when ``need_bias`` is false and it would cost a pass over ``gy``.
 
         With padding 1 the input gradient's tiles are the output gradient's, so one pass over the chunks
         computes all three: each chunk of ``gy`` is transformed for the input gradient and, still in
@@ -473,7 +474,7 @@ class NumbaWinogradImpl:
             if relu_out is not None:
                 gy = gy * (relu_out > 0)
             gx = self.backward_data(gy, w, x.shape, stride, padding) if need_x else None
-            return gx, self.backward_weight(x, gy, w.shape, stride, padding), bias_grad(gy)
+            return gx, self.backward_weight(x, gy, w.shape, stride, padding), bias_grad(gy) if need_bias else None
         x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
         mask = NO_MASK if relu_out is None else np.ascontiguousarray(relu_out)
         n, c, h, wd = x.shape
@@ -512,11 +513,11 @@ class NumbaWinogradImpl:
         return (np.empty((aa, tiles, c), dtype=np.float32), np.empty((aa, tiles, o), dtype=np.float32),
                 np.empty((aa, c, o), dtype=np.float32))
 
-    def _add_weight_chunk(self, x, gy, g0, g1, th, tw, pad, v, dm, prod, total, mask=NO_MASK):
-        """``total += V^T dM`` over the tile rows ``g0..g1``: one chunk's share of ``dU`` (``dM`` is left in ``dm``)."""
+    def _add_weight_chunk(self, x, gy, g0, g1, th, tw, pad, v, dm, prod, total):
+        """``total += V^T dM`` over the tile rows ``g0..g1``: one chunk's share of ``dU``."""
         k = (g1 - g0) * tw
         tiles_in(x, g0, g1, th, tw, self.m, pad[0], pad[1], self.bt, v, NO_MASK, NO_LT, NO_OUT)
-        tiles_in(gy, g0, g1, th, tw, self.m, 0, 0, self.a_mat, dm, mask, NO_LT, NO_OUT)
+        tiles_in(gy, g0, g1, th, tw, self.m, 0, 0, self.a_mat, dm, NO_MASK, NO_LT, NO_OUT)
         self._accumulate(v, dm, k, prod, total)
 
     @staticmethod

@@ -50,8 +50,10 @@ def register_conv_impl(name, impl, device="cpu", algorithm="im2col"):
     """Make ``impl`` the ``algorithm`` of backend ``name`` (the default backend of ``device`` unless set).
 
     ``impl`` has ``forward``, ``backward_data`` and ``backward_weight`` with the signatures of
-    :class:`NumpyConvImpl`; optionally ``fuses_bias = True`` (``forward`` takes ``bias=``), a fused
-    ``backward(x, w, gy, stride, padding, need_x)`` and ``bias_grad(gy)``.
+    :class:`NumpyConvImpl`; optionally ``fuses_bias = True`` (``forward`` takes ``bias=``),
+    ``fuses_relu = True`` (``forward`` also takes ``relu=``), a fused ``backward(x, w, gy, stride, padding,
+    need_x)`` -> ``(gx, gw)``, ``backward_fused(x, w, gy, stride, padding, need_x, relu_out)`` -> ``(gx,
+    gw, gb)`` (the output gradient masked by ``relu_out > 0`` when given) and ``bias_grad(gy)``.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown convolution algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
