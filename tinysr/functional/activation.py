@@ -23,6 +23,26 @@ def _flat(a):
     return np.ascontiguousarray(a).reshape(-1)
 
 
+def relu_(y):
+    """``max(y, 0)`` written into ``y`` (any shape) and returned: for an op's own fresh output, such as a
+    convolution's whose ReLU is part of the op."""
+    k = _fast(y)
+    if k is not None and y.flags.c_contiguous:
+        k.pointwise.relu_forward(y.reshape(-1), y.reshape(-1))
+        return y
+    return backend.get_array_module(y).maximum(y, 0, out=y)
+
+
+def relu_grad(y, gy):
+    """The gradient through a ReLU whose output is ``y``: ``gy`` where ``y > 0``, else 0 (same shape)."""
+    k = _fast(y, gy)
+    if k is not None:
+        gx = k.memory.empty(gy.shape, gy.dtype)
+        k.pointwise.relu_backward(_flat(y), _flat(gy), gx.reshape(-1))
+        return gx
+    return gy * (y > 0)
+
+
 class ReLU(Function):
     """max(x, 0) (Nair & Hinton, 2010); its gradient passes where the input was positive."""
 
@@ -39,12 +59,7 @@ class ReLU(Function):
 
     def backward(self, gy):
         if hasattr(self, "y"):
-            k = _fast(gy)
-            if k is not None:
-                gx = k.memory.empty(gy.shape, gy.dtype)
-                k.pointwise.relu_backward(self.y.reshape(-1), _flat(gy), gx.reshape(-1))
-                return gx
-            return gy * (self.y > 0)
+            return relu_grad(self.y, gy)
         return gy * self.mask
 
 

@@ -15,16 +15,11 @@ How the maps are computed -- im2col + GEMM or Winograd's minimal filtering, in N
 :mod:`.dispatch`; the ops here only call what it returns.
 """
 from ..autograd import Function, Tensor
+from .activation import relu_, relu_grad
 from .dispatch import conv_impl, cpu_kernels, register_conv_impl, set_conv_impl  # noqa: F401
 from .conv_reference import (NumpyConvImpl, WinogradImpl, col2im, conv_output_size,  # noqa: F401
                              conv_transpose_output_size, im2col)
 from .sizes import pair
-
-
-def _relu_(y):
-    """``max(y, 0)`` in place (NumPy or CuPy arrays): ``y`` is the op's own fresh output."""
-    y[y < 0] = 0
-    return y
 
 
 def _bias_grad(gy, impl=None):
@@ -66,7 +61,7 @@ class Conv2d(Function):
                 y += b.reshape(1, -1, 1, 1)
         if self.relu:
             # The output, not a mask, is kept: it is alive anyway as the next layer's input.
-            self.y = y = _relu_(y)
+            self.y = y = relu_(y)
         return y
 
     def backward(self, gy):
@@ -76,7 +71,7 @@ class Conv2d(Function):
             return fused(x, w, gy, self.stride, self.padding, self.inputs[0].requires_grad,
                          self.y if self.relu else None)
         if self.relu:
-            gy = gy * (self.y > 0)
+            gy = relu_grad(self.y, gy)
         # A network's input needs no gradient: skipping it saves SRCNN's biggest col2im.
         need_x = self.inputs[0].requires_grad
         if not self.inputs[1].requires_grad:       # a frozen weight (VGG inside a perceptual loss)
