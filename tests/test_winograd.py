@@ -119,8 +119,10 @@ from tinysr.functional import dispatch as D  # noqa: E402
 
 KERNEL_CASES = [  # (n, c, o, h, w, padding)
     (2, 3, 5, 7, 8, 1), (1, 4, 2, 5, 5, 0), (3, 2, 3, 9, 6, 2), (2, 16, 17, 13, 11, 1), (1, 8, 8, 3, 3, 0),
-    # planes of 1 KiB and 4 KiB: the gather transposes 8 channels at a time, with a partial last block
     (1, 37, 5, 16, 16, 1), (1, 45, 4, 32, 32, 0),
+    # 4 KiB apart, channels share L1 sets and go 8 at a time, with a partial last block: the output
+    # planes of 32 x 32 (tiles_out's write), and F(2x2)'s staged rows of 1024 columns (the gather)
+    (1, 5, 37, 32, 32, 1), (1, 9, 3, 3, 1022, 1),
 ]
 
 
@@ -163,6 +165,31 @@ def test_numba_winograd_equals_numpy_twin(monkeypatch, budget, m, case):
     np.testing.assert_allclose(gb3, gz.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
     _, _, gb4 = fast.backward_fused(x, w, gy, s, pad)
     np.testing.assert_allclose(gb4, gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_paired_tables_rebuild_the_transforms(m):
+    """The half-sum tables of BT and A give back every row: row 0 from the even columns, row a - 1 from
+    the odd ones, each +-p pair as the sum and the difference of its two half sums."""
+    at, _, bt = winograd_matrices(m, dtype=np.float32)
+    for lt in (bt, np.ascontiguousarray(at.T)):
+        KW.check_paired(lt)
+        ce, co = KW.paired_table(lt)
+        a, ti = lt.shape
+        rebuilt = np.zeros_like(lt)
+        rebuilt[0, 0::2], rebuilt[a - 1, 1::2] = ce[0, :(ti + 1) // 2], co[a - 1, :ti // 2]
+        for r in range(1, a - 1, 2):
+            rebuilt[r, 0::2] = rebuilt[r + 1, 0::2] = ce[r, :(ti + 1) // 2]
+            rebuilt[r, 1::2], rebuilt[r + 1, 1::2] = co[r, :ti // 2], -co[r, :ti // 2]
+        np.testing.assert_array_equal(rebuilt, lt)
+
+
+def test_check_paired_rejects_other_matrices():
+    bt = winograd_matrices(4, dtype=np.float32)[2]
+    with pytest.raises(ValueError, match="winograd_matrices"):
+        KW.check_paired(bt[::-1])                      # the points in another order
+    with pytest.raises(ValueError, match="pairs"):
+        KW.check_paired(np.ones((5, 5), np.float32))
 
 
 @pytest.mark.parametrize("m", [2, 4, 6])
