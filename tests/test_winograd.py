@@ -112,6 +112,7 @@ numba = pytest.importorskip("numba")
 
 import tinysr_kernels.cpu as K  # noqa: E402
 from tinysr_kernels.cpu import winograd as KW  # noqa: E402
+from tinysr_kernels.cpu import winograd_transforms as KT  # noqa: E402
 
 from tinysr import Tensor  # noqa: E402
 from tinysr.functional import conv as C  # noqa: E402
@@ -173,8 +174,8 @@ def test_paired_tables_rebuild_the_transforms(m):
     the odd ones, each +-p pair as the sum and the difference of its two half sums."""
     at, _, bt = winograd_matrices(m, dtype=np.float32)
     for lt in (bt, np.ascontiguousarray(at.T)):
-        KW.check_paired(lt)
-        ce, co = KW.paired_table(lt)
+        KT.check_paired(lt)
+        ce, co = KT.paired_table(lt)
         a, ti = lt.shape
         rebuilt = np.zeros_like(lt)
         rebuilt[0, 0::2], rebuilt[a - 1, 1::2] = ce[0, :(ti + 1) // 2], co[a - 1, :ti // 2]
@@ -187,9 +188,9 @@ def test_paired_tables_rebuild_the_transforms(m):
 def test_check_paired_rejects_other_matrices():
     bt = winograd_matrices(4, dtype=np.float32)[2]
     with pytest.raises(ValueError, match="winograd_matrices"):
-        KW.check_paired(bt[::-1])                      # the points in another order
+        KT.check_paired(bt[::-1])                      # the points in another order
     with pytest.raises(ValueError, match="pairs"):
-        KW.check_paired(np.ones((5, 5), np.float32))
+        KT.check_paired(np.ones((5, 5), np.float32))
 
 
 @pytest.mark.parametrize("m", [2, 4, 6])
@@ -199,7 +200,7 @@ def test_filter_transform_kernel_equals_the_numpy_one(m, flip):
     w = np.random.default_rng(m).standard_normal((5, 3, 3, 3)).astype(np.float32)
     want = winograd_filter(flipped_filters(w) if flip else w, m)
     got = np.full_like(want, np.nan)
-    KW.filter_transform(w, np.ascontiguousarray(winograd_matrices(m, dtype=np.float32)[1]), flip, got)
+    KT.filter_transform(w, np.ascontiguousarray(winograd_matrices(m, dtype=np.float32)[1]), flip, got)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -209,12 +210,12 @@ def test_filter_gradient_kernel_is_the_adjoint_of_the_transform(m):
     g = np.ascontiguousarray(winograd_matrices(m, dtype=np.float32)[1])
     du = rng.standard_normal(((m + 2) ** 2, 3, 5)).astype(np.float32)
     got = np.full((5, 3, 3, 3), np.nan, dtype=np.float32)
-    KW.filter_gradient(du, g, got)
+    KT.filter_gradient(du, g, got)
     want = np.einsum("ik,ijco,jl->ockl", g, du.reshape(m + 2, m + 2, 3, 5), g)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)     # <U(w), dU> = <w, G^T dU G>
     u = np.empty_like(du)
-    KW.filter_transform(w, g, False, u)
+    KT.filter_transform(w, g, False, u)
     np.testing.assert_allclose(np.vdot(u, du), np.vdot(w, got), rtol=1e-4)
 
 
