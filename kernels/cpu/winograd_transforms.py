@@ -67,6 +67,19 @@ def _row4(t, r):
     return (t[r, 0], t[r, 1], t[r, 2], t[r, 3])
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _load8(src, rows, i):
+    """``src[rows[k], i]`` for the eight source rows, as a tuple."""
+    return (src[rows[0], i], src[rows[1], i], src[rows[2], i], src[rows[3], i], src[rows[4], i], src[rows[5], i],
+            src[rows[6], i], src[rows[7], i])
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _put_pair(dst, r, i, eo):
+    """Rows r and r + 1 of a +-p pair from its half sums ``eo = (e, o)``: ``e + o`` and ``e - o``."""
+    dst[r, i], dst[r + 1, i] = eo[0] + eo[1], eo[0] - eo[1]
+
+
 @njit(nogil=True, cache=True)
 def _paired_transform(src, s, n, ce, co, a, dst, d0, d_off):
     """``dst[d0 + p, d_off + i] = sum_k L[p, k] src[s[k], i]`` for p < a and i < n, from the tables
@@ -82,31 +95,25 @@ def _paired_transform(src, s, n, ce, co, a, dst, d0, d_off):
     e0, ol = _row4(ce, 0), _row4(co, a - 1)
     c1, q1, c3, q3, c5, q5 = _row4(ce, 1), _row4(co, 1), _row4(ce, 3), _row4(co, 3), _row4(ce, 5), _row4(co, 5)
     o = np.uint64(d_off)
-    r0, r1, r2, r3, r4, r5, r6, r7 = s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+    rows = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
     if a == 8:
         for i in range(np.uint64(n)):
-            x = (src[r0, i], src[r1, i], src[r2, i], src[r3, i], src[r4, i], src[r5, i], src[r6, i], src[r7, i])
+            x = _load8(src, rows, i)
             dst[d0, o + i], dst[d0 + 7, o + i] = _eo(e0, ol, x)
-            e, f = _eo(c1, q1, x)
-            dst[d0 + 1, o + i], dst[d0 + 2, o + i] = e + f, e - f
-            e, f = _eo(c3, q3, x)
-            dst[d0 + 3, o + i], dst[d0 + 4, o + i] = e + f, e - f
-            e, f = _eo(c5, q5, x)
-            dst[d0 + 5, o + i], dst[d0 + 6, o + i] = e + f, e - f
+            _put_pair(dst, d0 + 1, o + i, _eo(c1, q1, x))
+            _put_pair(dst, d0 + 3, o + i, _eo(c3, q3, x))
+            _put_pair(dst, d0 + 5, o + i, _eo(c5, q5, x))
     elif a == 6:
         for i in range(np.uint64(n)):
-            x = (src[r0, i], src[r1, i], src[r2, i], src[r3, i], src[r4, i], src[r5, i], src[r6, i], src[r7, i])
+            x = _load8(src, rows, i)
             dst[d0, o + i], dst[d0 + 5, o + i] = _eo(e0, ol, x)
-            e, f = _eo(c1, q1, x)
-            dst[d0 + 1, o + i], dst[d0 + 2, o + i] = e + f, e - f
-            e, f = _eo(c3, q3, x)
-            dst[d0 + 3, o + i], dst[d0 + 4, o + i] = e + f, e - f
+            _put_pair(dst, d0 + 1, o + i, _eo(c1, q1, x))
+            _put_pair(dst, d0 + 3, o + i, _eo(c3, q3, x))
     else:
         for i in range(np.uint64(n)):
-            x = (src[r0, i], src[r1, i], src[r2, i], src[r3, i], src[r4, i], src[r5, i], src[r6, i], src[r7, i])
+            x = _load8(src, rows, i)
             dst[d0, o + i], dst[d0 + 3, o + i] = _eo(e0, ol, x)
-            e, f = _eo(c1, q1, x)
-            dst[d0 + 1, o + i], dst[d0 + 2, o + i] = e + f, e - f
+            _put_pair(dst, d0 + 1, o + i, _eo(c1, q1, x))
 
 
 @njit(nogil=True, cache=True)
