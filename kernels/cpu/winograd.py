@@ -5,17 +5,18 @@ The algorithm and its NumPy twin are in :class:`tinysr.functional.conv_reference
 module computes the same maps for float32 arrays.  Output tiles are m x m pixels (m = 2, 4 or 6), input
 tiles a x a (a = m + 2).  For one chunk of tiles:
 
-1. :func:`~.winograd_transforms.tiles_in` (the input transform) reads, for one row of tiles, the a input rows of every
-   channel into a small buffer -- in cache -- laid out by *phase*: phase k of a row holds column k of
-   every tile, all channels, as one contiguous (tiles, C) vector.  It writes
+1. :func:`~.winograd_transforms.tiles_in` (the input transform) reads, for one row of tiles, the a
+   input rows of every channel into a small buffer -- in cache -- laid out by *phase*: phase k of a row
+   holds column k of every tile, all channels, as one contiguous (tiles, C) vector.  It writes
    ``V[xi, tile, :] = (BT d B)[xi]`` for all tiles and channels of the row at once: down the rows,
    then along the columns, each pass a loop over long contiguous vectors, which the compiler turns
    into SIMD.  Zero padding and the overhang of the last tiles are read as zeros; no padded copy of
    the image is made.
 2. One GEMM per position xi (a*a of them): ``M[xi] (tiles, O) = V[xi] (tiles, C) @ U[xi] (C, O)``,
    where ``U = G w G^T`` is the transformed filter (cached per weight version).
-3. :func:`~.winograd_transforms.tiles_out` (the inverse transform) computes ``AT M A`` for every tile, a row of tiles at a
-   time, crops the overhang, adds the bias (and applies a fused ReLU) and writes the NCHW output.
+3. :func:`~.winograd_transforms.tiles_out` (the inverse transform) computes ``AT M A`` for every tile,
+   a row of tiles at a time, crops the overhang, adds the bias (and applies a fused ReLU) and writes
+   the NCHW output.
 
 The transforms are Numba kernels in :mod:`.winograd_transforms`; this module cuts the work into
 chunks and runs the GEMMs.
