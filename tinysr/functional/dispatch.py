@@ -151,11 +151,12 @@ def choose(x_shape, w_shape, stride, padding, backend_name="numba"):
     overhanging tiles waste too much.  F(6x6,3x3) (5.1x, 64 positions) takes over where, overhang
     included, it needs at most 3/4 of F(4x4)'s multiplies (:func:`winograd_multiplies`): its transforms
     cost about as much per pixel as F(4x4)'s, so it pays only where its GEMMs shrink by more than the
-    nominal 21% -- VDSR's 41 x 41 (0.72; a layer's forward and backward 7-8% faster in interleaved runs
-    at two threads, its forward 7% in the benchmark's table), not EDSR's 48 x 48 (0.79; 0-2%) or a
-    24 x 24 map (0.79; 2-4% slower).  Layers with few channels (SRCNN, FSRCNN's mapping, every first
-    and last layer) stay on im2col, whose Numba path also has direct kernels for 1-3 output channels.
-    The NumPy backend keeps im2col unless forced: it is the version to read first.
+    nominal 21%.  A 64 -> 64 layer's forward and all gradients, two threads, interleaved: VDSR's 41 x 41
+    (0.72) 7-13% faster on F(6x6); EDSR's 48 x 48 and a 24 x 24 map (0.79) the same on either; one
+    256 x 256 image (0.80) 11-15% faster on F(6x6), which the 3/4 rule leaves on F(4x4).  Layers with
+    few channels (SRCNN, FSRCNN's mapping, every first and last layer) stay on im2col, whose Numba path
+    also has direct kernels for 1-3 output channels.  The NumPy backend keeps im2col unless forced: it
+    is the version to read first.
     """
     forced = forced_algorithm()
     if forced is not None:
